@@ -1,0 +1,126 @@
+//! connect() on a TCP_FASTOPEN_CONNECT socket (spec §4–5).
+//!
+//! With a cookie cached for (source, destination), or in a no-cookie mode,
+//! the kernel defers: connect() returns 0 and nothing is sent. Otherwise it
+//! sends a SYN carrying a cookie request at once. Both are reproduced on an
+//! ordinary kernel socket; anything unusual goes to the real connect(), so
+//! the kernel reports its own errors.
+
+use crate::deferred::{Phase, Socket, Wait, FLAG_COOKIE_REQUESTED};
+use crate::errno::{self, Saved};
+use crate::kernel::{self, MSG_FASTOPEN, TCP_CLOSE, TFO_CLIENT_ENABLE, TFO_CLIENT_NO_COOKIE};
+use crate::log::{debug, warning};
+use crate::{fdtable, real};
+use libc::{c_int, sockaddr, socklen_t};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+export! {
+    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+        match fdtable::lookup(fd) {
+            Some(socket) if socket.option() == 1 => connect_fastopen(fd, socket, addr, len),
+            _ => real::connect(fd, addr, len),
+        }
+    }
+}
+
+unsafe fn connect_fastopen(fd: c_int, socket: &Socket, addr: *const sockaddr, len: socklen_t) -> c_int {
+    match socket.phase() {
+        phase if phase.before_syn() => return connect_again(fd, socket, addr, len),
+        Phase::Kernel => {
+            let saved = Saved::take();
+            if kernel::tcp_state(fd) != Some(TCP_CLOSE) {
+                saved.restore(());
+                return real::connect(fd, addr, len);
+            }
+            // Back in CLOSE after an RST, timeout or disconnect: the kernel's
+            // flag survives tcp_disconnect(), so the next connect defers again.
+            let _ = socket.begin(Phase::Kernel, Phase::Armed);
+            saved.restore(());
+        }
+        _ => {}
+    }
+    let saved = Saved::take();
+    // Only a well-formed address of the socket's own family is ours; the
+    // kernel answers the rest (EINVAL, EAFNOSUPPORT, AF_UNSPEC disconnect).
+    let destination = kernel::tcp_family(fd).and_then(|family| {
+        let ip = kernel::ip_of(addr, len)?;
+        (c_int::from((*addr).sa_family) == family).then_some((family, ip))
+    });
+    let Some((family, ip)) = destination else {
+        saved.restore(());
+        return real::connect(fd, addr, len);
+    };
+    if should_defer(fd, family, addr, len, ip) {
+        if socket.begin(Phase::Armed, Phase::Connecting).is_ok() {
+            socket.record_destination(addr, len);
+            socket.enter(Phase::Deferred);
+            debug!("fd {fd}: connect deferred until the first write");
+            return saved.restore(0);
+        }
+        saved.restore(());
+        return connect_again(fd, socket, addr, len);
+    }
+    saved.restore(());
+    request_cookie(fd, socket, addr, len)
+}
+
+/// The kernel defers when it holds a cookie for (source, destination), or
+/// when a no-cookie mode is on. The source is what routing picks; no route
+/// means no deferral, so the kernel's connect reports the error itself.
+unsafe fn should_defer(fd: c_int, family: c_int, addr: *const sockaddr, len: socklen_t, dest: IpAddr) -> bool {
+    let Some(source) = kernel::source_for(fd, family, addr, len) else { return false };
+    let sysctl = kernel::fastopen_sysctl().unwrap_or(TFO_CLIENT_ENABLE);
+    if sysctl & TFO_CLIENT_NO_COOKIE != 0 || kernel::socket_no_cookie(fd) {
+        return true;
+    }
+    match cookie_store::has_cookie(dest, Some(source)) {
+        Ok(cached) => cached,
+        Err(e) => {
+            warn_cookie_store_once(&e);
+            false
+        }
+    }
+}
+
+static COOKIE_STORE_WARNED: AtomicBool = AtomicBool::new(false);
+
+fn warn_cookie_store_once(e: &cookie_store::Error) {
+    if !COOKIE_STORE_WARNED.swap(true, Ordering::Relaxed) {
+        warning!("cannot read the kernel's Fast Open cookies ({e}); connecting without deferral");
+    }
+}
+
+/// No cookie: the SYN leaves now and asks for one. A zero-length
+/// sendto(MSG_FASTOPEN) is exactly that connect: a cookie-request SYN,
+/// EINPROGRESS when non-blocking, the handshake's result when blocking.
+unsafe fn request_cookie(fd: c_int, socket: &Socket, addr: *const sockaddr, len: socklen_t) -> c_int {
+    let r = real::sendto(fd, std::ptr::null(), 0, MSG_FASTOPEN | libc::MSG_NOSIGNAL, addr, len);
+    if r < 0 && errno::get() == libc::EOPNOTSUPP {
+        // Client Fast Open is off in this netns. The kernel's connect() does
+        // not check that, so a plain connect is what it would do.
+        return real::connect(fd, addr, len);
+    }
+    socket.set_flag(FLAG_COOKIE_REQUESTED);
+    socket.enter(Phase::Kernel);
+    r as c_int
+}
+
+/// connect() again before the deferred SYN has left (spec §4): EISCONN at
+/// once when non-blocking. A blocking one sleeps like inet_wait_for_connect
+/// while the socket is in SYN_SENT: EISCONN when SO_SNDTIMEO expires, and
+/// the kernel's own answer once a write has sent the SYN.
+unsafe fn connect_again(fd: c_int, socket: &Socket, addr: *const sockaddr, len: socklen_t) -> c_int {
+    let saved = Saved::take();
+    if kernel::is_nonblocking(fd) {
+        return errno::fail(libc::EISCONN);
+    }
+    match socket.wait_while(Phase::before_syn, kernel::deadline(fd, libc::SO_SNDTIMEO)) {
+        Wait::Changed => {
+            saved.restore(());
+            real::connect(fd, addr, len)
+        }
+        Wait::TimedOut => errno::fail(libc::EISCONN),
+        Wait::Interrupted => errno::fail(libc::EINTR),
+    }
+}

@@ -1,0 +1,68 @@
+//! poll / ppoll (spec §9). Before its SYN leaves, a deferred socket reports
+//! POLLOUT|POLLWRNORM and nothing else (tcp_poll's DEFER_CONNECT case), but
+//! the unconnected kernel socket under it would add POLLHUP, which makes
+//! level-triggered loops drop it. Such sockets are hidden from the real poll
+//! (a negative fd is ignored by the kernel) and answered here; the real poll
+//! only waits when none of them is ready.
+
+use super::write::unsent;
+use crate::real;
+use libc::{c_int, nfds_t, pollfd, sigset_t, timespec};
+
+const DEFERRED_MASK: i16 = libc::POLLOUT | libc::POLLWRNORM;
+
+/// Entries beyond this many are checked on the heap (rare: huge poll sets
+/// that also hold a deferred socket).
+const STACK_ENTRIES: usize = 1024;
+
+export! {
+    fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
+        with_deferred(fds, n, |ready| real::poll(fds, n, if ready { 0 } else { timeout }))
+    }
+
+    fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int {
+        const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
+        with_deferred(fds, n, |ready| real::ppoll(fds, n, if ready { &NOW } else { timeout }, mask))
+    }
+}
+
+/// Runs `real_poll` with deferred sockets hidden and adds their readiness.
+/// `real_poll(true)` must not wait, because a hidden socket is ready.
+unsafe fn with_deferred(fds: *mut pollfd, n: nfds_t, real_poll: impl FnOnce(bool) -> c_int) -> c_int {
+    if fds.is_null() || n == 0 {
+        return real_poll(false);
+    }
+    // SAFETY: poll's contract: `fds` points to `n` entries.
+    let entries = std::slice::from_raw_parts_mut(fds, n as usize);
+    if !entries.iter().any(|p| unsent(p.fd).is_some()) {
+        return real_poll(false);
+    }
+    let mut stack = [0u64; STACK_ENTRIES / 64];
+    let mut heap = Vec::new();
+    let hidden: &mut [u64] = if entries.len() <= STACK_ENTRIES {
+        &mut stack
+    } else {
+        heap.resize(entries.len().div_ceil(64), 0);
+        &mut heap
+    };
+    let mut ready = 0;
+    for (i, p) in entries.iter_mut().enumerate() {
+        if unsent(p.fd).is_some() {
+            hidden[i / 64] |= 1 << (i % 64);
+            ready += (p.events & DEFERRED_MASK != 0) as c_int;
+            p.fd = !p.fd; // negative: ignored by the kernel, restored below
+        }
+    }
+    let result = real_poll(ready > 0);
+    for (i, p) in entries.iter_mut().enumerate() {
+        if hidden[i / 64] & (1 << (i % 64)) != 0 {
+            p.fd = !p.fd;
+            p.revents = p.events & DEFERRED_MASK;
+        }
+    }
+    if result < 0 && ready == 0 {
+        result
+    } else {
+        result.max(0) + ready
+    }
+}

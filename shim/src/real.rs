@@ -1,0 +1,78 @@
+//! The real libc functions behind every hook, resolved with
+//! `dlsym(RTLD_NEXT)` on first use.
+//!
+//! Lazy resolution (not a constructor) because another library's constructor
+//! may call `connect` or `write` before ours runs. Each pointer is one
+//! relaxed atomic load after the first call. A symbol libc lacks makes the
+//! call fail with ENOSYS instead of crashing the host.
+
+use libc::{c_char, c_int, c_uint, c_void, iovec, msghdr, nfds_t, off_t, pollfd, size_t, sigset_t};
+use libc::{mmsghdr, sockaddr, socklen_t, ssize_t, timespec};
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// Looks `name` (NUL-terminated) up in the objects loaded after libtfo.
+#[cold]
+fn resolve(name: &'static str, slot: &AtomicPtr<c_void>) -> *mut c_void {
+    // SAFETY: `name` is a NUL-terminated literal; dlsym has no other precondition.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr() as *const c_char) };
+    if p.is_null() {
+        crate::log::warn_missing_symbol(name);
+    }
+    slot.store(p, Ordering::Relaxed);
+    p
+}
+
+macro_rules! real_functions {
+    ($( fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty; )*) => {$(
+        #[inline(always)]
+        #[allow(clippy::missing_safety_doc)]
+        pub unsafe fn $name($($arg: $ty),*) -> $ret {
+            static SLOT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+            let mut p = SLOT.load(Ordering::Relaxed);
+            if p.is_null() {
+                p = resolve(concat!(stringify!($name), "\0"), &SLOT);
+                if p.is_null() {
+                    crate::errno::set(libc::ENOSYS);
+                    return -1 as $ret;
+                }
+            }
+            // SAFETY: the symbol of this name in libc has exactly this C signature.
+            let f: unsafe extern "C" fn($($ty),*) -> $ret = std::mem::transmute(p);
+            f($($arg),*)
+        }
+    )*};
+}
+
+real_functions! {
+    fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int;
+    fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
+    fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int;
+    fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int;
+    fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int;
+    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
+    fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
+    fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
+    fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t;
+    fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t;
+    fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t;
+    fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t;
+    fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_int) -> c_int;
+    fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
+    fn read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t;
+    fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t;
+    fn recvfrom(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t;
+    fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t;
+    fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
+    fn __read_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t) -> ssize_t;
+    fn __recv_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) -> ssize_t;
+    fn __recvfrom_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t;
+    fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int;
+    fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int;
+    fn close(fd: c_int) -> c_int;
+    fn dup(fd: c_int) -> c_int;
+    fn dup2(fd: c_int, to: c_int) -> c_int;
+    fn dup3(fd: c_int, to: c_int, flags: c_int) -> c_int;
+    fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int;
+    fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int;
+    fn sendfile(out: c_int, inp: c_int, off: *mut off_t, count: size_t) -> ssize_t;
+}
