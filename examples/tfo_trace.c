@@ -69,6 +69,8 @@ static void report(const char *step, long ret, int err, const char *extra)
 	printf("%-16s %ld", step, ret);
 	if (ret < 0)
 		printf(" %s", strerrorname_np(err) ? strerrorname_np(err) : "?");
+	else if (err != EDOM) /* a successful call must leave errno alone */
+		printf(" errno-changed=%s", strerrorname_np(err) ? strerrorname_np(err) : "?");
 	if (extra && *extra)
 		printf(" %s", extra);
 	if (sigpipes) {
@@ -133,7 +135,7 @@ static void run(const char *step)
 	char buf[65536];
 
 	snprintf(name, sizeof(name), "%.*s", eq ? (int)(eq - step) : (int)strlen(step), step);
-	errno = 0;
+	errno = EDOM;
 	if (!strcmp(name, "socket")) {
 		fd = socket(target.ss_family, SOCK_STREAM, 0);
 		r = fd < 0 ? -1 : 0;
@@ -197,8 +199,10 @@ static void run(const char *step)
 	} else if (!strcmp(name, "getsockname") || !strcmp(name, "getpeername")) {
 		memset(&ss, 0, sizeof(ss));
 		r = name[3] == 's' ? getsockname(fd, (struct sockaddr *)&ss, &sl) : getpeername(fd, (struct sockaddr *)&ss, &sl);
+		int err = errno;
 		if (r == 0)
 			addr_text(extra, sizeof(extra), &ss);
+		errno = err;
 	} else if (!strcmp(name, "soerror")) {
 		int e = 0;
 		socklen_t el = sizeof(e);
@@ -225,6 +229,8 @@ static void run(const char *step)
 	} else if (!strcmp(name, "sysctl")) {
 		FILE *f = fopen("/proc/sys/net/ipv4/tcp_fastopen", "w");
 		r = f && fprintf(f, "%ld\n", n) > 0 && fclose(f) == 0 ? 0 : -1;
+		if (r == 0)
+			errno = EDOM;
 	} else if (!strcmp(name, "bind")) {
 		struct sockaddr_storage local = target;
 		((struct sockaddr_in *)&local)->sin_port = 0;

@@ -1,0 +1,78 @@
+//! Real, unmodified programs under the preload: they behave as without it,
+//! and those that ask for TCP_FASTOPEN_CONNECT get it from libtfo.
+
+use tfo_tests::{counter, Mode, Netns};
+
+fn run(netns: &Netns, mode: Mode, script: &str) -> String {
+    let out = netns.run(mode, &["bash", "-c", script]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{mode:?}: {script}\n{text}");
+    text
+}
+
+fn have(program: &str) -> bool {
+    std::process::Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// bash, python, curl, nc: same output with and without libtfo.
+#[test]
+fn library_loads_without_changing_behaviour() {
+    let script = r#"
+        echo "bash $((6 * 7))"
+        python3 -c 'import socket, sys; print("python", sys.version_info.major)'
+        curl --version | head -n 1 | cut -d" " -f1
+        printf 'through nc\n' | nc -N 127.0.0.1 7000
+        printf 'through nc6\n' | nc -N ::1 7000
+    "#;
+    let netns = Netns::default();
+    let native = run(&netns, Mode::Native, script);
+    assert_eq!(native, "bash 42\npython 3\ncurl\nthrough nc\nthrough nc6\n");
+    assert_eq!(run(&netns, Mode::Shim, script), native);
+}
+
+/// curl --tcp-fastopen sets TCP_FASTOPEN_CONNECT: under libtfo its request
+/// rides in the SYN to an ordinary server (tcp_fastopen 0x400: every listener
+/// takes Fast Open).
+#[test]
+fn curl_tcp_fastopen_sends_its_request_in_the_syn() {
+    assert!(have("curl") && have("python3"), "curl and python3 are needed (.ci/run installs them)");
+    let dir = std::env::temp_dir().join(format!("tfo-www-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "hello from the namespace\n").unwrap();
+    let script = format!(
+        r#"python3 -m http.server -d {} -b 127.0.0.1 8000 >/dev/null 2>&1 &
+           for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/8000) 2>/dev/null && break; sleep 0.05; done
+           curl -s --tcp-fastopen http://127.0.0.1:8000/"#,
+        dir.display()
+    );
+    let netns = Netns { prime: true, sysctl: Some(0x403), counters: true, ..Netns::default() };
+    let shim = run(&netns, Mode::Shim, &script);
+    let native = run(&netns, Mode::Native, &script);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(shim.starts_with("hello from the namespace\n"), "{shim}");
+    assert_eq!(counter(&shim, "TcpExtTCPFastOpenActive"), Some(1), "{shim}");
+    assert_eq!(shim, native);
+}
+
+/// A Python program that uses the option itself, as the seed shows.
+#[test]
+fn python_client_with_the_option() {
+    let script = r#"python3 - <<'EOF'
+import socket
+for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_TCP, 30, 1)
+    print("option", s.getsockopt(socket.IPPROTO_TCP, 30))
+    s.connect((host, 7000))
+    s.sendall(b"ping from python")
+    print(s.recv(100).decode())
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    print("syn data acked", bool(info[5] & 32))
+    s.close()
+EOF"#;
+    let netns = Netns { prime: true, counters: true, ..Netns::default() };
+    let shim = run(&netns, Mode::Shim, script);
+    assert!(shim.contains("syn data acked True"), "{shim}");
+    assert_eq!(counter(&shim, "TcpExtTCPFastOpenActive"), Some(2), "{shim}");
+    assert_eq!(shim, run(&netns, Mode::Native, script));
+}
