@@ -5,15 +5,25 @@ CC      ?= gcc
 CFLAGS  ?= -O2 -g -Wall -Wextra
 EXAMPLES = tfo_client tfo_echo_server tfo_trace
 EXAMPLE_BINS = $(addprefix target/examples/,$(EXAMPLES))
+BENCHES  = fastpath fastpath_count connect_bench
+BENCH_BINS = $(addprefix target/examples/,$(BENCHES))
 
-.PHONY: all build demo test clean
+.PHONY: all build demo test bench clean
 
 all: build
 
-build: $(EXAMPLE_BINS)
+build: $(EXAMPLE_BINS) $(BENCH_BINS)
 	cargo build --release --workspace
 
 target/examples/%: examples/%.c
+	@mkdir -p target/examples
+	$(CC) $(CFLAGS) -o $@ $<
+
+target/examples/%: bench/%.c
+	@mkdir -p target/examples
+	$(CC) $(CFLAGS) -o $@ $<
+
+target/examples/connect_bench: bench/connect.c
 	@mkdir -p target/examples
 	$(CC) $(CFLAGS) -o $@ $<
 
@@ -22,6 +32,9 @@ demo: build
 
 test: build
 	cargo test --release --workspace
+
+bench: build
+	bench/run
 
 clean:
 	cargo clean

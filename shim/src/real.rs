@@ -28,17 +28,28 @@ macro_rules! real_functions {
         #[allow(clippy::missing_safety_doc)]
         pub unsafe fn $name($($arg: $ty),*) -> $ret {
             static SLOT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
-            let mut p = SLOT.load(Ordering::Relaxed);
-            if p.is_null() {
-                p = resolve(concat!(stringify!($name), "\0"), &SLOT);
+            type Real = unsafe extern "C" fn($($ty),*) -> $ret;
+
+            // Both paths end in a tail call, so a hook that only passes a
+            // call through needs no stack frame of its own.
+            #[cold]
+            #[inline(never)]
+            unsafe fn first_call($($arg: $ty),*) -> $ret {
+                let p = resolve(concat!(stringify!($name), "\0"), &SLOT);
                 if p.is_null() {
                     crate::errno::set(libc::ENOSYS);
                     return -1 as $ret;
                 }
+                // SAFETY: the symbol of this name in libc has exactly this C signature.
+                std::mem::transmute::<*mut c_void, Real>(p)($($arg),*)
             }
-            // SAFETY: the symbol of this name in libc has exactly this C signature.
-            let f: unsafe extern "C" fn($($ty),*) -> $ret = std::mem::transmute(p);
-            f($($arg),*)
+
+            let p = SLOT.load(Ordering::Relaxed);
+            if p.is_null() {
+                return first_call($($arg),*);
+            }
+            // SAFETY: as above.
+            std::mem::transmute::<*mut c_void, Real>(p)($($arg),*)
         }
     )*};
 }

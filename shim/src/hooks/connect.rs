@@ -15,12 +15,10 @@ use libc::{c_int, sockaddr, socklen_t};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-export! {
-    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-        match fdtable::lookup(fd) {
-            Some(socket) if socket.option() == 1 => connect_fastopen(fd, socket, addr, len),
-            _ => real::connect(fd, addr, len),
-        }
+export_fd! {
+    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int,
+    if let Some(socket) = fdtable::lookup(fd).filter(|s| s.option() == 1) => {
+        connect_fastopen(fd, socket, addr, len)
     }
 }
 

@@ -27,13 +27,16 @@ fn is_dup(cmd: c_int) -> bool {
     cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC
 }
 
-export! {
-    fn close(fd: c_int) -> c_int {
+export_fd! {
+    fn close(fd: c_int) -> c_int,
+    if let Some(_socket) = fdtable::lookup(fd) => {
         // Forget first: once the number is free, a new socket may get it.
         fdtable::forget(fd);
         real::close(fd)
     }
+}
 
+export! {
     fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
         fresh(real::socket(domain, ty, protocol))
     }
@@ -58,15 +61,18 @@ export! {
         duplicated(fd, real::dup3(fd, to, flags))
     }
 
+}
+
+export_fd! {
     /// fcntl is variadic in C; its third argument is at most pointer-sized
     /// and passed in the same register either way on Linux x86_64/aarch64.
-    fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
-        let r = real::fcntl(fd, cmd, arg);
-        if is_dup(cmd) { duplicated(fd, r) } else { r }
+    fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int,
+    if let Some(_socket) = fdtable::lookup(fd).filter(|_| is_dup(cmd)) => {
+        duplicated(fd, real::fcntl(fd, cmd, arg))
     }
 
-    fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int {
-        let r = real::fcntl64(fd, cmd, arg);
-        if is_dup(cmd) { duplicated(fd, r) } else { r }
+    fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int,
+    if let Some(_socket) = fdtable::lookup(fd).filter(|_| is_dup(cmd)) => {
+        duplicated(fd, real::fcntl64(fd, cmd, arg))
     }
 }

@@ -15,28 +15,34 @@ const DEFERRED_MASK: i16 = libc::POLLOUT | libc::POLLWRNORM;
 /// that also hold a deferred socket).
 const STACK_ENTRIES: usize = 1024;
 
-export! {
-    fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
-        with_deferred(fds, n, |ready| real::poll(fds, n, if ready { 0 } else { timeout }))
+/// The first socket in `fds` whose SYN has not left, if any.
+#[inline(always)]
+unsafe fn any_unsent(fds: *mut pollfd, n: nfds_t) -> Option<&'static crate::deferred::Socket> {
+    if fds.is_null() {
+        return None;
+    }
+    // SAFETY: poll's contract: `fds` points to `n` entries.
+    std::slice::from_raw_parts(fds, n as usize).iter().find_map(|p| unsent(p.fd))
+}
+
+export_fd! {
+    fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int,
+    if let Some(_socket) = any_unsent(fds, n) => {
+        hide_deferred(fds, n, |ready| real::poll(fds, n, if ready { 0 } else { timeout }))
     }
 
-    fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int {
+    fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int,
+    if let Some(_socket) = any_unsent(fds, n) => {
         const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
-        with_deferred(fds, n, |ready| real::ppoll(fds, n, if ready { &NOW } else { timeout }, mask))
+        hide_deferred(fds, n, |ready| real::ppoll(fds, n, if ready { &NOW } else { timeout }, mask))
     }
 }
 
 /// Runs `real_poll` with deferred sockets hidden and adds their readiness.
 /// `real_poll(true)` must not wait, because a hidden socket is ready.
-unsafe fn with_deferred(fds: *mut pollfd, n: nfds_t, real_poll: impl FnOnce(bool) -> c_int) -> c_int {
-    if fds.is_null() || n == 0 {
-        return real_poll(false);
-    }
+unsafe fn hide_deferred(fds: *mut pollfd, n: nfds_t, real_poll: impl FnOnce(bool) -> c_int) -> c_int {
     // SAFETY: poll's contract: `fds` points to `n` entries.
     let entries = std::slice::from_raw_parts_mut(fds, n as usize);
-    if !entries.iter().any(|p| unsent(p.fd).is_some()) {
-        return real_poll(false);
-    }
     let mut stack = [0u64; STACK_ENTRIES / 64];
     let mut heap = Vec::new();
     let hidden: &mut [u64] = if entries.len() <= STACK_ENTRIES {

@@ -24,11 +24,10 @@ unsafe fn before_syn(fd: c_int, socket: &Socket, flags: c_int) -> Option<ssize_t
 
 macro_rules! read_hooks {
     ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr; )*) => {
-        export! {$(
-            fn $name($fd: c_int $(, $arg: $ty)*) -> ssize_t {
-                unsent($fd)
-                    .and_then(|socket| before_syn($fd, socket, $flags))
-                    .unwrap_or_else(|| real::$name($fd $(, $arg)*))
+        export_fd! {$(
+            fn $name($fd: c_int $(, $arg: $ty)*) -> ssize_t,
+            if let Some(socket) = unsent($fd) => {
+                before_syn($fd, socket, $flags).unwrap_or_else(|| real::$name($fd $(, $arg)*))
             }
         )*}
     };

@@ -20,15 +20,18 @@ export! {
         }
     }
 
-    fn getsockopt(fd: c_int, level: c_int, name: c_int, value: *mut c_void, len: *mut socklen_t) -> c_int {
-        match fdtable::lookup(fd) {
-            Some(socket) if is_fastopen_connect(level, name) => get_int(socket.option(), value, len),
-            _ => real::getsockopt(fd, level, name, value, len),
-        }
+}
+
+export_fd! {
+    fn getsockopt(fd: c_int, level: c_int, name: c_int, value: *mut c_void, len: *mut socklen_t) -> c_int,
+    if let Some(socket) = fdtable::lookup(fd).filter(|_| is_fastopen_connect(level, name)) => {
+        get_int(socket.option(), value, len)
     }
 }
 
 /// The checks of do_tcp_setsockopt(), in its order (spec §3).
+#[cold]
+#[inline(never)]
 unsafe fn set_fastopen_connect(fd: c_int, value: *const c_void, len: socklen_t) -> c_int {
     let saved = Saved::take();
     // Only TCP sockets are ours; for anything else the kernel's own answer

@@ -15,42 +15,39 @@ pub fn unsent(fd: c_int) -> Option<&'static Socket> {
     fdtable::lookup(fd).filter(|socket| socket.phase().before_syn())
 }
 
-export! {
-    fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t {
-        unsent(fd)
-            .and_then(|s| first_write(s, |to| real::sendto(fd, buf, len, MSG_FASTOPEN, to.as_ptr(), to.len())))
+export_fd! {
+    fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t,
+    if let Some(socket) = unsent(fd) => {
+        first_write(socket, |to| real::sendto(fd, buf, len, MSG_FASTOPEN, to.as_ptr(), to.len()))
             .unwrap_or_else(|| real::write(fd, buf, len))
     }
 
-    fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
-        unsent(fd)
-            .and_then(|s| first_write(s, |to| real::sendto(fd, buf, len, flags | MSG_FASTOPEN, to.as_ptr(), to.len())))
+    fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t,
+    if let Some(socket) = unsent(fd) => {
+        first_write(socket, |to| real::sendto(fd, buf, len, flags | MSG_FASTOPEN, to.as_ptr(), to.len()))
             .unwrap_or_else(|| real::send(fd, buf, len, flags))
     }
 
     /// A deferred socket ignores the address given here and uses connect()'s.
-    fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t {
-        unsent(fd)
-            .and_then(|s| first_write(s, |to| real::sendto(fd, buf, len, flags | MSG_FASTOPEN, to.as_ptr(), to.len())))
+    fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t,
+    if let Some(socket) = unsent(fd) => {
+        first_write(socket, |to| real::sendto(fd, buf, len, flags | MSG_FASTOPEN, to.as_ptr(), to.len()))
             .unwrap_or_else(|| real::sendto(fd, buf, len, flags, addr, alen))
     }
 
-    fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-        unsent(fd)
-            .filter(|_| !msg.is_null())
-            .and_then(|s| first_write(s, |to| real::sendmsg(fd, &addressed(*msg, to), flags | MSG_FASTOPEN)))
+    fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t,
+    if let Some(socket) = unsent(fd).filter(|_| !msg.is_null()) => {
+        first_write(socket, |to| real::sendmsg(fd, &addressed(*msg, to), flags | MSG_FASTOPEN))
             .unwrap_or_else(|| real::sendmsg(fd, msg, flags))
     }
 
-    fn writev(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t {
-        unsent(fd)
-            .and_then(|s| {
-                // SAFETY: an all-zero msghdr is valid; we fill the fields writev has.
-                let mut msg: msghdr = std::mem::zeroed();
-                msg.msg_iov = iov as *mut iovec;
-                msg.msg_iovlen = count as _;
-                first_write(s, |to| real::sendmsg(fd, &addressed(msg, to), MSG_FASTOPEN))
-            })
+    fn writev(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t,
+    if let Some(socket) = unsent(fd) => {
+        // SAFETY: an all-zero msghdr is valid; we fill the fields writev has.
+        let mut msg: msghdr = std::mem::zeroed();
+        msg.msg_iov = iov as *mut iovec;
+        msg.msg_iovlen = count as _;
+        first_write(socket, |to| real::sendmsg(fd, &addressed(msg, to), MSG_FASTOPEN))
             .unwrap_or_else(|| real::writev(fd, iov, count))
     }
 }
