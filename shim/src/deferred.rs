@@ -21,7 +21,7 @@
 
 use libc::{c_int, sockaddr, socklen_t, timespec};
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -55,22 +55,80 @@ impl Phase {
 /// so a later MSG_FASTOPEN gives EALREADY (spec §7).
 pub const FLAG_COOKIE_REQUESTED: u32 = 1;
 
-/// Where the deferred connect goes; written by the thread owning
-/// `Connecting`, read by the thread owning `Sending`.
+/// A socket address as the kernel takes and returns it (IPv4 or IPv6).
 #[derive(Clone, Copy)]
-pub struct Destination {
+pub struct SockAddr {
     storage: libc::sockaddr_in6,
     len: socklen_t,
 }
 
-impl Destination {
+impl SockAddr {
+    pub const MAX_LEN: socklen_t = std::mem::size_of::<libc::sockaddr_in6>() as socklen_t;
+
+    pub fn empty() -> Self {
+        // SAFETY: an all-zero sockaddr_in6 is a valid (AF_UNSPEC) value.
+        SockAddr { storage: unsafe { std::mem::zeroed() }, len: 0 }
+    }
+
+    /// Copies `len` bytes (at most MAX_LEN) from `addr`.
+    ///
+    /// # Safety
+    /// `addr` must be readable for `len` bytes.
+    pub unsafe fn copy_from(addr: *const sockaddr, len: socklen_t) -> Self {
+        let mut out = Self::empty();
+        out.len = len.min(Self::MAX_LEN);
+        std::ptr::copy_nonoverlapping(addr.cast::<u8>(), out.as_mut_ptr().cast::<u8>(), out.len as usize);
+        out
+    }
+
     pub fn as_ptr(&self) -> *const sockaddr {
         (&self.storage as *const libc::sockaddr_in6).cast()
+    }
+
+    pub fn as_mut_ptr(&mut self) -> *mut sockaddr {
+        (&mut self.storage as *mut libc::sockaddr_in6).cast()
     }
 
     pub fn len(&self) -> socklen_t {
         self.len
     }
+
+    pub fn set_len(&mut self, len: socklen_t) {
+        self.len = len.min(Self::MAX_LEN);
+    }
+
+    /// Replaces the IP address, keeping family, port and the rest.
+    pub fn set_ip(&mut self, ip: std::net::IpAddr) {
+        match ip {
+            std::net::IpAddr::V4(v4) if c_int::from(self.storage.sin6_family) == libc::AF_INET => {
+                // SAFETY: an AF_INET address is a sockaddr_in, which fits in the storage.
+                let sin = unsafe { &mut *(self.as_mut_ptr() as *mut libc::sockaddr_in) };
+                sin.sin_addr.s_addr = u32::from(v4).to_be();
+            }
+            std::net::IpAddr::V6(v6) if c_int::from(self.storage.sin6_family) == libc::AF_INET6 => {
+                self.storage.sin6_addr.s6_addr = v6.octets();
+            }
+            _ => {}
+        }
+    }
+
+    /// getsockname()-style copy-out: at most `*len` bytes, then `*len` = full length.
+    ///
+    /// # Safety
+    /// `out` must be writable for `*len` bytes; `len` must be valid.
+    pub unsafe fn copy_out(&self, out: *mut sockaddr, len: *mut socklen_t) {
+        let n = (*len).min(self.len);
+        std::ptr::copy_nonoverlapping(self.as_ptr().cast::<u8>(), out.cast::<u8>(), n as usize);
+        *len = self.len;
+    }
+}
+
+/// The two ends of a deferred connection: where the SYN will go, and the
+/// local address the kernel's deferred socket would already report.
+#[derive(Clone, Copy)]
+pub struct Endpoints {
+    pub remote: SockAddr,
+    pub local: SockAddr,
 }
 
 pub struct Socket {
@@ -80,10 +138,13 @@ pub struct Socket {
     waiters: AtomicU32,
     option: AtomicU32,
     flags: AtomicU32,
-    destination: UnsafeCell<Destination>,
+    /// An error the kernel would hold in sk_err (ECONNRESET after a
+    /// disconnect), reported once by SO_ERROR, a send or a receive.
+    pending_error: AtomicI32,
+    endpoints: UnsafeCell<Endpoints>,
 }
 
-// SAFETY: `destination` is only written by the thread that won the
+// SAFETY: `endpoints` is only written by the thread that won the
 // Armed→Connecting transition and only read by the thread that won
 // Deferred→Sending; the phase stores (Release) and CAS (Acquire) order them.
 unsafe impl Sync for Socket {}
@@ -97,8 +158,8 @@ impl Default for Socket {
             waiters: AtomicU32::new(0),
             option: AtomicU32::new(0),
             flags: AtomicU32::new(0),
-            // SAFETY: an all-zero sockaddr_in6 is a valid (AF_UNSPEC) value.
-            destination: UnsafeCell::new(Destination { storage: unsafe { std::mem::zeroed() }, len: 0 }),
+            pending_error: AtomicI32::new(0),
+            endpoints: UnsafeCell::new(Endpoints { remote: SockAddr::empty(), local: SockAddr::empty() }),
         }
     }
 }
@@ -115,6 +176,7 @@ impl Socket {
         self.phase.store(Phase::Armed as u32, Ordering::Relaxed);
         self.option.store(0, Ordering::Relaxed);
         self.flags.store(0, Ordering::Relaxed);
+        self.pending_error.store(0, Ordering::Relaxed);
         self.refs.store(1, Ordering::Release);
     }
 
@@ -139,6 +201,10 @@ impl Socket {
         self.flags.fetch_or(flag, Ordering::Relaxed);
     }
 
+    pub fn clear_flag(&self, flag: u32) {
+        self.flags.fetch_and(!flag, Ordering::Relaxed);
+    }
+
     /// Takes ownership of a transition; on failure returns the phase found.
     pub fn begin(&self, from: Phase, to: Phase) -> Result<(), Phase> {
         self.phase
@@ -155,36 +221,64 @@ impl Socket {
         }
     }
 
-    /// Records the destination; only while owning `Connecting`.
-    pub fn record_destination(&self, addr: *const sockaddr, len: socklen_t) {
-        let len = len.min(std::mem::size_of::<libc::sockaddr_in6>() as socklen_t);
-        // SAFETY: we own the Connecting phase, so nobody reads the cell; the
-        // caller checked `addr` is readable for `len` bytes.
-        unsafe {
-            let dest = &mut *self.destination.get();
-            std::ptr::copy_nonoverlapping(addr.cast::<u8>(), (&mut dest.storage as *mut libc::sockaddr_in6).cast::<u8>(), len as usize);
-            dest.len = len;
+    /// Records where the deferred connect goes; only while owning `Connecting`.
+    pub fn record_endpoints(&self, endpoints: Endpoints) {
+        // SAFETY: we own the Connecting phase, so nobody reads the cell.
+        unsafe { *self.endpoints.get() = endpoints }
+    }
+
+    /// The recorded endpoints; valid while the socket is Deferred or Sending.
+    pub fn endpoints(&self) -> Endpoints {
+        // SAFETY: see the Sync impl.
+        unsafe { *self.endpoints.get() }
+    }
+
+    /// Something for libtfo to do on this socket: its SYN has not left, or
+    /// an error is waiting to be reported.
+    #[inline]
+    pub fn needs_attention(&self) -> bool {
+        self.phase().before_syn() || self.pending_error.load(Ordering::Relaxed) != 0
+    }
+
+    pub fn set_pending_error(&self, errno: c_int) {
+        self.pending_error.store(errno, Ordering::Relaxed);
+    }
+
+    pub fn pending_error(&self) -> c_int {
+        self.pending_error.load(Ordering::Relaxed)
+    }
+
+    /// Reports the pending error once, as sock_error() does.
+    pub fn take_pending_error(&self) -> Option<c_int> {
+        match self.pending_error.swap(0, Ordering::AcqRel) {
+            0 => None,
+            e => Some(e),
         }
     }
 
-    /// The recorded destination; only while owning `Sending`.
-    pub fn destination(&self) -> Destination {
-        // SAFETY: see the Sync impl.
-        unsafe { *self.destination.get() }
-    }
-
     /// Sleeps while the phase satisfies `waiting`, until `deadline`
-    /// (CLOCK_MONOTONIC) if one is given.
-    pub fn wait_while(&self, waiting: fn(Phase) -> bool, deadline: Option<timespec>) -> Wait {
+    /// (CLOCK_MONOTONIC) if one is given. Every 100 ms `unchanged()` is asked
+    /// too: after fork() another process may send the SYN of a shared socket
+    /// without this process's phase word ever changing.
+    pub fn wait_while(&self, waiting: fn(Phase) -> bool, deadline: Option<timespec>, unchanged: impl Fn() -> bool) -> Wait {
         self.waiters.fetch_add(1, Ordering::AcqRel);
         let result = loop {
             let current = self.phase.load(Ordering::Acquire);
             if !waiting(Phase::from_u32(current)) {
                 break Wait::Changed;
             }
-            match futex_wait(&self.phase, current, deadline.as_ref()) {
+            let slice = after(100_000_000);
+            let until = match deadline {
+                Some(d) if (d.tv_sec, d.tv_nsec) < (slice.tv_sec, slice.tv_nsec) => d,
+                _ => slice,
+            };
+            match futex_wait(&self.phase, current, &until) {
                 0 | libc::EAGAIN => continue,
-                libc::ETIMEDOUT => break Wait::TimedOut,
+                libc::ETIMEDOUT if deadline.is_some_and(|d| (d.tv_sec, d.tv_nsec) <= (until.tv_sec, until.tv_nsec)) => {
+                    break Wait::TimedOut
+                }
+                libc::ETIMEDOUT if unchanged() => continue,
+                libc::ETIMEDOUT => break Wait::Changed,
                 libc::EINTR => break Wait::Interrupted,
                 _ => break Wait::Changed, // futex unusable: let the kernel answer
             }
@@ -194,11 +288,20 @@ impl Socket {
     }
 }
 
+/// CLOCK_MONOTONIC now plus `nanos`.
+pub fn after(nanos: i64) -> timespec {
+    let mut now = timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let total = now.tv_nsec + nanos;
+    timespec { tv_sec: now.tv_sec + total / 1_000_000_000, tv_nsec: total % 1_000_000_000 }
+}
+
 /// FUTEX_WAIT_BITSET with an absolute CLOCK_MONOTONIC deadline; returns 0 or
 /// the errno. A signal without SA_RESTART gives EINTR, as the blocking
 /// socket call it stands in for would.
-fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<&timespec>) -> c_int {
-    let timeout = deadline.map_or(std::ptr::null(), |d| d as *const timespec);
+fn futex_wait(word: &AtomicU32, expected: u32, deadline: &timespec) -> c_int {
+    let timeout = deadline as *const timespec;
     // SAFETY: `word` is a live u32 for the duration of the call.
     let r = unsafe {
         libc::syscall(

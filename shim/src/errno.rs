@@ -24,6 +24,7 @@ pub fn fail<T: From<i8>>(value: c_int) -> T {
 }
 
 /// The caller's errno, put back when a hook succeeds after internal calls.
+#[derive(Clone, Copy)]
 pub struct Saved(c_int);
 
 impl Saved {

@@ -36,9 +36,17 @@ macro_rules! export {
 
 /// `fn name(args) -> ret, if let Some(x) = guard => { body }`: without a
 /// match the real function runs directly; with one, the guarded body does.
+/// The guard yields a tracked socket, or any type written `Some(x: T)`.
 macro_rules! export_fd {
     ($( $(#[$meta:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty,
-        if let Some($found:ident) = $guard:expr => $body:block )*) => {$(
+        if let Some($found:ident) = $guard:expr => $body:block )*) => {
+        export_fd! {$(
+            $(#[$meta])* fn $name($($arg: $ty),*) -> $ret,
+            if let Some($found: &'static $crate::deferred::Socket) = $guard => $body
+        )*}
+    };
+    ($( $(#[$meta:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty,
+        if let Some($found:ident : $fty:ty) = $guard:expr => $body:block )*) => {$(
         $(#[$meta])*
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
@@ -46,7 +54,7 @@ macro_rules! export_fd {
             #[inline(never)]
             #[allow(unused_variables)]
             // The socket comes last so the C arguments stay in their registers.
-            unsafe fn tracked($($arg: $ty,)* $found: &'static $crate::deferred::Socket) -> $ret {
+            unsafe fn tracked($($arg: $ty,)* $found: $fty) -> $ret {
                 $crate::export::guarded(stringify!($name), || -> $ret { $body })
             }
             match $guard {

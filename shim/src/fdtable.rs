@@ -27,6 +27,18 @@ const MAX_CHUNKS: usize = MAX_FDS / CHUNK_LEN;
 
 static CHUNKS: [AtomicPtr<Socket>; MAX_CHUNKS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS];
+/// One above the highest fd ever tracked: scans (before exec) stop there.
+static FD_LIMIT: AtomicU32 = AtomicU32::new(0);
+
+/// The highest fd that may be tracked (-1 when none ever was).
+pub fn highest() -> c_int {
+    FD_LIMIT.load(Ordering::Relaxed) as c_int - 1
+}
+
+fn note_fd(fd: c_int) {
+    FD_LIMIT.fetch_max(fd as u32 + 1, Ordering::Relaxed);
+}
+
 /// Next never-used index; 0 is reserved to mean "none".
 static NEXT_FRESH: AtomicU32 = AtomicU32::new(1);
 /// Top of the free stack: (ABA tag << 32) | index.
@@ -51,9 +63,18 @@ pub fn track(fd: c_int) -> Option<&'static Socket> {
     let index = allocate()?;
     let socket = entry(index);
     socket.reset();
+    note_fd(fd);
     let old = slot.swap(index, Ordering::AcqRel);
     release(old);
     Some(socket)
+}
+
+/// Tracks `fd` if it is not yet, with an entry that never needs attention:
+/// an epoll instance holding a tracked socket, whose close must be seen.
+pub fn mark(fd: c_int) {
+    if lookup(fd).is_none() {
+        track(fd);
+    }
 }
 
 /// `to` now refers to the same socket as `from` (dup, dup2, F_DUPFD). Any
@@ -66,6 +87,7 @@ pub fn share(from: c_int, to: c_int) {
     };
     if index != 0 {
         entry(index).refs.fetch_add(1, Ordering::AcqRel);
+        note_fd(to);
     }
     release(slot.swap(index, Ordering::AcqRel));
 }

@@ -2,6 +2,7 @@
 //! Every call goes to the real libc function, never through our hooks, and
 //! callers restore errno themselves.
 
+use crate::deferred::SockAddr;
 use crate::real;
 use libc::{c_int, c_void, sockaddr, socklen_t, timespec};
 use std::mem::{size_of, zeroed};
@@ -15,7 +16,8 @@ pub const MSG_FASTOPEN: c_int = 0x2000_0000;
 pub const TFO_CLIENT_ENABLE: c_int = 0x1;
 pub const TFO_CLIENT_NO_COOKIE: c_int = 0x4;
 
-/// TCP_CLOSE from include/net/tcp_states.h.
+/// From include/net/tcp_states.h.
+pub const TCP_SYN_SENT: u8 = 2;
 pub const TCP_CLOSE: u8 = 7;
 
 fn int_option(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
@@ -79,25 +81,19 @@ pub fn is_nonblocking(fd: c_int) -> bool {
 /// The absolute CLOCK_MONOTONIC deadline for SO_RCVTIMEO / SO_SNDTIMEO, or
 /// `None` when the socket has no timeout (wait forever).
 pub fn deadline(fd: c_int, option: c_int) -> Option<timespec> {
-    // SAFETY: zeroed timeval/timespec are valid; pointers are to locals.
-    unsafe {
+    // SAFETY: a zeroed timeval is valid; the pointers are to locals.
+    let tv = unsafe {
         let mut tv: libc::timeval = zeroed();
         let mut len = size_of::<libc::timeval>() as socklen_t;
-        if real::getsockopt(fd, libc::SOL_SOCKET, option, (&mut tv as *mut libc::timeval).cast(), &mut len) != 0
-            || (tv.tv_sec == 0 && tv.tv_usec == 0)
-        {
+        if real::getsockopt(fd, libc::SOL_SOCKET, option, (&mut tv as *mut libc::timeval).cast(), &mut len) != 0 {
             return None;
         }
-        let mut now: timespec = zeroed();
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
-        let mut nsec = now.tv_nsec + tv.tv_usec * 1000;
-        let mut sec = now.tv_sec + tv.tv_sec;
-        if nsec >= 1_000_000_000 {
-            nsec -= 1_000_000_000;
-            sec += 1;
-        }
-        Some(timespec { tv_sec: sec, tv_nsec: nsec })
+        tv
+    };
+    if tv.tv_sec == 0 && tv.tv_usec == 0 {
+        return None;
     }
+    Some(crate::deferred::after(tv.tv_sec * 1_000_000_000 + tv.tv_usec * 1000))
 }
 
 /// The IP address inside a sockaddr_in / sockaddr_in6 of `len` bytes.
@@ -121,18 +117,52 @@ pub unsafe fn ip_of(addr: *const sockaddr, len: socklen_t) -> Option<IpAddr> {
     }
 }
 
-/// The local address of `fd` (wildcard until bound or connected).
+/// getsockname() of `fd`.
+fn local_address(fd: c_int) -> Option<SockAddr> {
+    let mut local = SockAddr::empty();
+    let mut len = SockAddr::MAX_LEN;
+    // SAFETY: `local` has room for MAX_LEN bytes.
+    (unsafe { real::getsockname(fd, local.as_mut_ptr(), &mut len) } == 0).then(|| {
+        local.set_len(len);
+        local
+    })
+}
+
+/// The local IP of `fd` (wildcard until bound or connected).
 fn local_ip(fd: c_int) -> Option<IpAddr> {
-    // SAFETY: storage and len are valid for writing; ip_of reads what the kernel wrote.
-    unsafe {
-        let mut storage: libc::sockaddr_in6 = zeroed();
-        let mut len = size_of::<libc::sockaddr_in6>() as socklen_t;
-        let addr = (&mut storage as *mut libc::sockaddr_in6).cast::<sockaddr>();
-        if real::getsockname(fd, addr, &mut len) != 0 {
-            return None;
-        }
-        ip_of(addr, len)
+    let local = local_address(fd)?;
+    // SAFETY: `local` holds `len` valid bytes.
+    unsafe { ip_of(local.as_ptr(), local.len()) }
+}
+
+/// The local address of `fd` with a port, binding the wildcard address to
+/// port 0 first if the socket has none: the kernel's connect() assigns the
+/// port before it defers, and keeps it after a disconnect. `None` when no
+/// port is free (the kernel's connect would then fail, and reports it).
+pub fn local_port(fd: c_int, family: c_int) -> Option<SockAddr> {
+    let local = local_address(fd)?;
+    // SAFETY: sin_port and sin6_port sit at the same offset; `local` holds a
+    // sockaddr of the socket's family.
+    let port = unsafe { (*(local.as_ptr() as *const libc::sockaddr_in)).sin_port };
+    if port != 0 {
+        return Some(local);
     }
+    let mut any = SockAddr::empty();
+    // SAFETY: the storage is large enough for either family.
+    unsafe {
+        let sa = any.as_mut_ptr();
+        (*sa).sa_family = family as libc::sa_family_t;
+    }
+    any.set_len(if family == libc::AF_INET {
+        size_of::<libc::sockaddr_in>() as socklen_t
+    } else {
+        size_of::<libc::sockaddr_in6>() as socklen_t
+    });
+    // SAFETY: `any` is a valid wildcard address of `family`.
+    if unsafe { libc::bind(fd, any.as_ptr(), any.len()) } != 0 {
+        return None;
+    }
+    local_address(fd)
 }
 
 /// The source address the kernel will use for `fd` towards `dest`: the bound

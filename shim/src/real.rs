@@ -7,7 +7,7 @@
 //! call fail with ENOSYS instead of crashing the host.
 
 use libc::{c_char, c_int, c_uint, c_void, iovec, msghdr, nfds_t, off_t, pollfd, size_t, sigset_t};
-use libc::{mmsghdr, sockaddr, socklen_t, ssize_t, timespec};
+use libc::{epoll_event, fd_set, mmsghdr, pid_t, sockaddr, socklen_t, ssize_t, timespec, timeval};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// Looks `name` (NUL-terminated) up in the objects loaded after libtfo.
@@ -62,7 +62,6 @@ real_functions! {
     fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int;
     fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
     fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
-    fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
     fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t;
     fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t;
     fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t;
@@ -86,4 +85,19 @@ real_functions! {
     fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int;
     fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int;
     fn sendfile(out: c_int, inp: c_int, off: *mut off_t, count: size_t) -> ssize_t;
+    fn shutdown(fd: c_int, how: c_int) -> c_int;
+    fn select(n: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *mut timeval) -> c_int;
+    fn pselect(n: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *const timespec, mask: *const sigset_t) -> c_int;
+    fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -> c_int;
+    fn epoll_wait(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: c_int) -> c_int;
+    fn epoll_pwait(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: c_int, mask: *const sigset_t) -> c_int;
+    fn epoll_pwait2(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: *const timespec, mask: *const sigset_t) -> c_int;
+    fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int;
+    fn execv(path: *const c_char, argv: *const *const c_char) -> c_int;
+    fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int;
+    fn execvpe(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int;
+    fn fexecve(fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int;
+    fn posix_spawn(pid: *mut pid_t, path: *const c_char, actions: *const c_void, attr: *const c_void, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int;
+    fn posix_spawnp(pid: *mut pid_t, file: *const c_char, actions: *const c_void, attr: *const c_void, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int;
+    fn system(command: *const c_char) -> c_int;
 }

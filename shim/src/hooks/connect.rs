@@ -1,4 +1,5 @@
-//! connect() on a TCP_FASTOPEN_CONNECT socket (spec §4–5).
+//! connect(), shutdown() and getsockname() on a TCP_FASTOPEN_CONNECT socket
+//! (spec §4, §5, §10, §11).
 //!
 //! With a cookie cached for (source, destination), or in a no-cookie mode,
 //! the kernel defers: connect() returns 0 and nothing is sent. Otherwise it
@@ -6,7 +7,8 @@
 //! ordinary kernel socket; anything unusual goes to the real connect(), so
 //! the kernel reports its own errors.
 
-use crate::deferred::{Phase, Socket, Wait, FLAG_COOKIE_REQUESTED};
+use super::{still_unsent, unsent};
+use crate::deferred::{Endpoints, Phase, SockAddr, Socket, Wait, FLAG_COOKIE_REQUESTED};
 use crate::errno::{self, Saved};
 use crate::kernel::{self, MSG_FASTOPEN, TCP_CLOSE, TFO_CLIENT_ENABLE, TFO_CLIENT_NO_COOKIE};
 use crate::log::{debug, warning};
@@ -20,25 +22,63 @@ export_fd! {
     if let Some(socket) = fdtable::lookup(fd).filter(|s| s.option() == 1) => {
         connect_fastopen(fd, socket, addr, len)
     }
+
+    /// shutdown() of a deferred socket is a disconnect that sends nothing.
+    fn shutdown(fd: c_int, how: c_int) -> c_int,
+    if let Some(socket) = unsent(fd).filter(|_| (libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how)) => {
+        let saved = Saved::take();
+        if still_unsent(fd, socket) && disconnect(fd, socket) {
+            return saved.restore(0);
+        }
+        saved.restore(());
+        real::shutdown(fd, how)
+    }
+
+    /// A deferred socket already has its local address and port.
+    fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int,
+    if let Some(socket) = unsent(fd) => {
+        let saved = Saved::take();
+        if !still_unsent(fd, socket) || matches!(socket.phase(), Phase::Connecting) {
+            saved.restore(());
+            return real::getsockname(fd, addr, len);
+        }
+        if len.is_null() || (addr.is_null() && *len > 0) {
+            return errno::fail(libc::EFAULT);
+        }
+        if (*len as c_int) < 0 {
+            return errno::fail(libc::EINVAL);
+        }
+        socket.endpoints().local.copy_out(addr, len);
+        saved.restore(0)
+    }
 }
 
 unsafe fn connect_fastopen(fd: c_int, socket: &Socket, addr: *const sockaddr, len: socklen_t) -> c_int {
+    let saved = Saved::take();
+    let unspec = !addr.is_null()
+        && len as usize >= std::mem::size_of::<libc::sa_family_t>()
+        && c_int::from((*addr).sa_family) == libc::AF_UNSPEC;
     match socket.phase() {
-        phase if phase.before_syn() => return connect_again(fd, socket, addr, len),
-        Phase::Kernel => {
-            let saved = Saved::take();
-            if kernel::tcp_state(fd) != Some(TCP_CLOSE) {
+        phase if phase.before_syn() && still_unsent(fd, socket) => {
+            if unspec && disconnect(fd, socket) {
+                return saved.restore(0);
+            }
+            saved.restore(());
+            return connect_again(fd, socket, addr, len);
+        }
+        Phase::Armed => {}
+        _ => {
+            if kernel::tcp_state(fd) != Some(TCP_CLOSE) || unspec {
                 saved.restore(());
                 return real::connect(fd, addr, len);
             }
             // Back in CLOSE after an RST, timeout or disconnect: the kernel's
             // flag survives tcp_disconnect(), so the next connect defers again.
-            let _ = socket.begin(Phase::Kernel, Phase::Armed);
-            saved.restore(());
+            if socket.begin(Phase::Kernel, Phase::Armed).is_ok() {
+                socket.clear_flag(FLAG_COOKIE_REQUESTED);
+            }
         }
-        _ => {}
     }
-    let saved = Saved::take();
     // Only a well-formed address of the socket's own family is ours; the
     // kernel answers the rest (EINVAL, EAFNOSUPPORT, AF_UNSPEC disconnect).
     let destination = kernel::tcp_family(fd).and_then(|family| {
@@ -49,10 +89,11 @@ unsafe fn connect_fastopen(fd: c_int, socket: &Socket, addr: *const sockaddr, le
         saved.restore(());
         return real::connect(fd, addr, len);
     };
-    if should_defer(fd, family, addr, len, ip) {
+    if let Some(local) = deferral(fd, family, addr, len, ip) {
         if socket.begin(Phase::Armed, Phase::Connecting).is_ok() {
-            socket.record_destination(addr, len);
+            socket.record_endpoints(Endpoints { remote: SockAddr::copy_from(addr, len), local });
             socket.enter(Phase::Deferred);
+            super::epoll::hold(fd);
             debug!("fd {fd}: connect deferred until the first write");
             return saved.restore(0);
         }
@@ -64,28 +105,32 @@ unsafe fn connect_fastopen(fd: c_int, socket: &Socket, addr: *const sockaddr, le
 }
 
 /// The kernel defers when it holds a cookie for (source, destination), or
-/// when a no-cookie mode is on. The source is what routing picks; no route
-/// means no deferral, so the kernel's connect reports the error itself.
-unsafe fn should_defer(fd: c_int, family: c_int, addr: *const sockaddr, len: socklen_t, dest: IpAddr) -> bool {
-    let Some(source) = kernel::source_for(fd, family, addr, len) else { return false };
+/// when a no-cookie mode is on. Deferring needs what the kernel's connect()
+/// already did: a route (its source address) and a local port. Without them
+/// there is no deferral, and the kernel's connect reports the error itself.
+/// Returns the local address a deferred socket reports.
+unsafe fn deferral(fd: c_int, family: c_int, addr: *const sockaddr, len: socklen_t, dest: IpAddr) -> Option<SockAddr> {
+    let source = kernel::source_for(fd, family, addr, len)?;
     let sysctl = kernel::fastopen_sysctl().unwrap_or(TFO_CLIENT_ENABLE);
-    if sysctl & TFO_CLIENT_NO_COOKIE != 0 || kernel::socket_no_cookie(fd) {
-        return true;
+    let no_cookie = sysctl & TFO_CLIENT_NO_COOKIE != 0 || kernel::socket_no_cookie(fd);
+    if !no_cookie && !has_cookie(dest, source) {
+        return None;
     }
+    let mut local = kernel::local_port(fd, family)?;
+    local.set_ip(source);
+    Some(local)
+}
+
+fn has_cookie(dest: IpAddr, source: IpAddr) -> bool {
+    static WARNED: AtomicBool = AtomicBool::new(false);
     match cookie_store::has_cookie(dest, Some(source)) {
         Ok(cached) => cached,
         Err(e) => {
-            warn_cookie_store_once(&e);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                warning!("cannot read the kernel's Fast Open cookies ({e}); connecting without deferral");
+            }
             false
         }
-    }
-}
-
-static COOKIE_STORE_WARNED: AtomicBool = AtomicBool::new(false);
-
-fn warn_cookie_store_once(e: &cookie_store::Error) {
-    if !COOKIE_STORE_WARNED.swap(true, Ordering::Relaxed) {
-        warning!("cannot read the kernel's Fast Open cookies ({e}); connecting without deferral");
     }
 }
 
@@ -113,7 +158,7 @@ unsafe fn connect_again(fd: c_int, socket: &Socket, addr: *const sockaddr, len: 
     if kernel::is_nonblocking(fd) {
         return errno::fail(libc::EISCONN);
     }
-    match socket.wait_while(Phase::before_syn, kernel::deadline(fd, libc::SO_SNDTIMEO)) {
+    match socket.wait_while(Phase::before_syn, kernel::deadline(fd, libc::SO_SNDTIMEO), || still_unsent(fd, socket)) {
         Wait::Changed => {
             saved.restore(());
             real::connect(fd, addr, len)
@@ -121,4 +166,16 @@ unsafe fn connect_again(fd: c_int, socket: &Socket, addr: *const sockaddr, len: 
         Wait::TimedOut => errno::fail(libc::EISCONN),
         Wait::Interrupted => errno::fail(libc::EINTR),
     }
+}
+
+/// tcp_disconnect() of a deferred socket: back to CLOSE without a packet,
+/// ECONNRESET pending (spec §11). The local port stays, as in the kernel.
+fn disconnect(fd: c_int, socket: &Socket) -> bool {
+    if socket.begin(Phase::Deferred, Phase::Armed).is_err() {
+        return false;
+    }
+    socket.set_pending_error(libc::ECONNRESET);
+    // The kernel's socket now says POLLOUT|POLLHUP, and so does ours.
+    super::epoll::release(fd);
+    true
 }

@@ -32,6 +32,7 @@ export_fd! {
     if let Some(_socket) = fdtable::lookup(fd) => {
         // Forget first: once the number is free, a new socket may get it.
         fdtable::forget(fd);
+        super::epoll::forget(fd);
         real::close(fd)
     }
 }

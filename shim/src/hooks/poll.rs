@@ -3,36 +3,38 @@
 //! the unconnected kernel socket under it would add POLLHUP, which makes
 //! level-triggered loops drop it. Such sockets are hidden from the real poll
 //! (a negative fd is ignored by the kernel) and answered here; the real poll
-//! only waits when none of them is ready.
+//! only waits when none of them is ready. A pending error adds POLLERR.
 
-use super::write::unsent;
+use super::{attention, still_unsent, unsent};
+use crate::deferred::Socket;
 use crate::real;
 use libc::{c_int, nfds_t, pollfd, sigset_t, timespec};
 
-const DEFERRED_MASK: i16 = libc::POLLOUT | libc::POLLWRNORM;
+/// What tcp_poll() reports for a deferred socket.
+pub const DEFERRED_MASK: i16 = libc::POLLOUT | libc::POLLWRNORM;
 
-/// Entries beyond this many are checked on the heap (rare: huge poll sets
+/// Entries beyond this many are tracked on the heap (rare: huge poll sets
 /// that also hold a deferred socket).
 const STACK_ENTRIES: usize = 1024;
 
-/// The first socket in `fds` whose SYN has not left, if any.
+/// The first socket in `fds` libtfo must answer for, if any.
 #[inline(always)]
-unsafe fn any_unsent(fds: *mut pollfd, n: nfds_t) -> Option<&'static crate::deferred::Socket> {
+unsafe fn any_attention(fds: *mut pollfd, n: nfds_t) -> Option<&'static Socket> {
     if fds.is_null() {
         return None;
     }
     // SAFETY: poll's contract: `fds` points to `n` entries.
-    std::slice::from_raw_parts(fds, n as usize).iter().find_map(|p| unsent(p.fd))
+    std::slice::from_raw_parts(fds, n as usize).iter().find_map(|p| attention(p.fd))
 }
 
 export_fd! {
     fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int,
-    if let Some(_socket) = any_unsent(fds, n) => {
+    if let Some(_socket) = any_attention(fds, n) => {
         hide_deferred(fds, n, |ready| real::poll(fds, n, if ready { 0 } else { timeout }))
     }
 
     fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int,
-    if let Some(_socket) = any_unsent(fds, n) => {
+    if let Some(_socket) = any_attention(fds, n) => {
         const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
         hide_deferred(fds, n, |ready| real::ppoll(fds, n, if ready { &NOW } else { timeout }, mask))
     }
@@ -51,19 +53,24 @@ unsafe fn hide_deferred(fds: *mut pollfd, n: nfds_t, real_poll: impl FnOnce(bool
         heap.resize(entries.len().div_ceil(64), 0);
         &mut heap
     };
+    let saved = crate::errno::Saved::take();
     let mut ready = 0;
     for (i, p) in entries.iter_mut().enumerate() {
-        if unsent(p.fd).is_some() {
+        if unsent(p.fd).is_some_and(|socket| still_unsent(p.fd, socket)) {
             hidden[i / 64] |= 1 << (i % 64);
             ready += (p.events & DEFERRED_MASK != 0) as c_int;
             p.fd = !p.fd; // negative: ignored by the kernel, restored below
         }
     }
+    saved.restore(());
     let result = real_poll(ready > 0);
     for (i, p) in entries.iter_mut().enumerate() {
         if hidden[i / 64] & (1 << (i % 64)) != 0 {
             p.fd = !p.fd;
             p.revents = p.events & DEFERRED_MASK;
+        } else if result >= 0 && p.fd >= 0 && attention(p.fd).is_some_and(|s| s.pending_error() != 0) {
+            // The real socket already says POLLOUT|POLLHUP, so it is counted.
+            p.revents |= libc::POLLERR;
         }
     }
     if result < 0 && ready == 0 {

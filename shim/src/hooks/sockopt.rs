@@ -3,7 +3,8 @@
 
 use crate::config::{self, Backend};
 use crate::errno::{self, Saved};
-use crate::kernel::{self, TCP_CLOSE, TCP_FASTOPEN_CONNECT, TFO_CLIENT_ENABLE};
+use crate::deferred::Socket;
+use crate::kernel::{self, TCP_CLOSE, TCP_FASTOPEN_CONNECT, TCP_SYN_SENT, TFO_CLIENT_ENABLE};
 use crate::{fdtable, real};
 use libc::{c_int, c_void, socklen_t};
 
@@ -22,11 +23,43 @@ export! {
 
 }
 
+/// The options whose answer libtfo may have to give itself.
+fn is_ours(level: c_int, name: c_int) -> bool {
+    is_fastopen_connect(level, name)
+        || (level == libc::SOL_SOCKET && name == libc::SO_ERROR)
+        || (level == libc::IPPROTO_TCP && name == libc::TCP_INFO)
+}
+
 export_fd! {
     fn getsockopt(fd: c_int, level: c_int, name: c_int, value: *mut c_void, len: *mut socklen_t) -> c_int,
-    if let Some(socket) = fdtable::lookup(fd).filter(|_| is_fastopen_connect(level, name)) => {
-        get_int(socket.option(), value, len)
+    if let Some(socket) = fdtable::lookup(fd).filter(|_| is_ours(level, name)) => {
+        if is_fastopen_connect(level, name) {
+            return get_int(socket.option(), value, len);
+        }
+        if name == libc::SO_ERROR {
+            if let Some(err) = socket.take_pending_error() {
+                return get_int(err, value, len);
+            }
+            return real::getsockopt(fd, level, name, value, len);
+        }
+        tcp_info(fd, socket, value, len)
     }
+}
+
+/// TCP_INFO of a deferred socket: the kernel's would be in SYN_SENT with no
+/// options yet; the unconnected socket under it says CLOSE.
+unsafe fn tcp_info(fd: c_int, socket: &Socket, value: *mut c_void, len: *mut socklen_t) -> c_int {
+    let r = real::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, value, len);
+    if r == 0 && !value.is_null() && *len >= 8 && socket.phase().before_syn() {
+        let saved = Saved::take();
+        if super::still_unsent(fd, socket) {
+            let info = value.cast::<u8>();
+            *info = TCP_SYN_SENT; // tcpi_state
+            *info.add(5) = 0; // tcpi_options
+        }
+        saved.restore(());
+    }
+    r
 }
 
 /// The checks of do_tcp_setsockopt(), in its order (spec §3).

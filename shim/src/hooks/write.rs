@@ -3,84 +3,184 @@
 //! kernel puts the data in the SYN and returns exactly what its own deferred
 //! socket would (spec §6). Every later write is the real call.
 
-use crate::deferred::{Destination, Phase, Socket};
+use super::attention;
+use crate::deferred::{Phase, SockAddr, Socket, FLAG_COOKIE_REQUESTED};
 use crate::errno::{self, Saved};
-use crate::kernel::MSG_FASTOPEN;
+use crate::kernel::{self, MSG_FASTOPEN, TFO_CLIENT_ENABLE};
 use crate::{fdtable, real};
-use libc::{c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
-
-/// The socket behind `fd` if its SYN has not left yet.
-#[inline(always)]
-pub fn unsent(fd: c_int) -> Option<&'static Socket> {
-    fdtable::lookup(fd).filter(|socket| socket.phase().before_syn())
-}
+use libc::{c_int, c_uint, c_void, iovec, mmsghdr, msghdr, off_t, size_t, sockaddr, socklen_t, ssize_t};
 
 export_fd! {
     fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t,
-    if let Some(socket) = unsent(fd) => {
-        first_write(socket, |to| real::sendto(fd, buf, len, MSG_FASTOPEN, to.as_ptr(), to.len()))
+    if let Some(socket) = attention(fd) => {
+        first_write(fd, socket, |to| real::sendto(fd, buf, len, MSG_FASTOPEN, to.as_ptr(), to.len()))
             .unwrap_or_else(|| real::write(fd, buf, len))
     }
 
     fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t,
-    if let Some(socket) = unsent(fd) => {
-        first_write(socket, |to| real::sendto(fd, buf, len, flags | MSG_FASTOPEN, to.as_ptr(), to.len()))
+    if let Some(socket) = attention_or_fastopen(fd, flags) => {
+        stale_fastopen(socket, flags).or_else(|| first_write(fd, socket, |to| real::sendto(fd, buf, len, flags | MSG_FASTOPEN, to.as_ptr(), to.len())))
             .unwrap_or_else(|| real::send(fd, buf, len, flags))
     }
 
     /// A deferred socket ignores the address given here and uses connect()'s.
     fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t,
-    if let Some(socket) = unsent(fd) => {
-        first_write(socket, |to| real::sendto(fd, buf, len, flags | MSG_FASTOPEN, to.as_ptr(), to.len()))
+    if let Some(socket) = attention_or_fastopen(fd, flags) => {
+        stale_fastopen(socket, flags).or_else(|| first_write(fd, socket, |to| real::sendto(fd, buf, len, flags | MSG_FASTOPEN, to.as_ptr(), to.len())))
             .unwrap_or_else(|| real::sendto(fd, buf, len, flags, addr, alen))
     }
 
     fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t,
-    if let Some(socket) = unsent(fd).filter(|_| !msg.is_null()) => {
-        first_write(socket, |to| real::sendmsg(fd, &addressed(*msg, to), flags | MSG_FASTOPEN))
+    if let Some(socket) = attention_or_fastopen(fd, flags).filter(|_| !msg.is_null()) => {
+        stale_fastopen(socket, flags).or_else(|| first_write(fd, socket, |to| real::sendmsg(fd, &addressed(*msg, to), flags | MSG_FASTOPEN)))
             .unwrap_or_else(|| real::sendmsg(fd, msg, flags))
     }
 
     fn writev(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t,
-    if let Some(socket) = unsent(fd) => {
+    if let Some(socket) = attention(fd) => {
         // SAFETY: an all-zero msghdr is valid; we fill the fields writev has.
         let mut msg: msghdr = std::mem::zeroed();
         msg.msg_iov = iov as *mut iovec;
         msg.msg_iovlen = count as _;
-        first_write(socket, |to| real::sendmsg(fd, &addressed(msg, to), MSG_FASTOPEN))
+        first_write(fd, socket, |to| real::sendmsg(fd, &addressed(msg, to), MSG_FASTOPEN))
             .unwrap_or_else(|| real::writev(fd, iov, count))
+    }
+
+    /// The kernel sends each message in turn: the first one is the deferred
+    /// write, the rest go out as usual. An error after the first message is
+    /// not reported, as __sys_sendmmsg does.
+    fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, count: c_uint, flags: c_int) -> c_int,
+    if let Some(socket) = attention(fd).filter(|_| !msgs.is_null() && count > 0) => {
+        let first = &mut *msgs;
+        match first_write(fd, socket, |to| real::sendmsg(fd, &addressed(first.msg_hdr, to), flags | MSG_FASTOPEN)) {
+            None => real::sendmmsg(fd, msgs, count, flags),
+            Some(r) if r < 0 => r as c_int,
+            Some(r) => {
+                first.msg_len = r as c_uint;
+                let saved = Saved::take();
+                let rest = if count > 1 { real::sendmmsg(fd, msgs.add(1), count - 1, flags) } else { 0 };
+                saved.restore(1 + rest.max(0))
+            }
+        }
+    }
+
+    /// sendfile() on a deferred socket: the file's first bytes go in the SYN
+    /// (read with pread, so only what was sent is consumed), the rest by the
+    /// real sendfile.
+    fn sendfile(out: c_int, input: c_int, offset: *mut off_t, count: size_t) -> ssize_t,
+    if let Some(socket) = attention(out) => {
+        sendfile_deferred(socket, out, input, offset, count)
     }
 }
 
-/// `msg` sent to the recorded destination instead of its own address.
-fn addressed(mut msg: msghdr, to: &Destination) -> msghdr {
-    msg.msg_name = to.as_ptr() as *mut c_void;
-    msg.msg_namelen = to.len();
-    msg
+/// Like `attention`, and also any tracked socket when MSG_FASTOPEN is given.
+#[inline(always)]
+fn attention_or_fastopen(fd: c_int, flags: c_int) -> Option<&'static Socket> {
+    if flags & MSG_FASTOPEN != 0 {
+        fdtable::lookup(fd)
+    } else {
+        attention(fd)
+    }
 }
 
-/// Sends the deferred SYN with the first data through `send_syn`. `None`
-/// when the SYN has already left: the caller makes the real call. If another
-/// thread is sending the SYN right now, wait for it, as the socket lock
-/// would make us.
-pub fn first_write(socket: &Socket, send_syn: impl FnOnce(&Destination) -> ssize_t) -> Option<ssize_t> {
+/// MSG_FASTOPEN on a socket whose connect() sent a cookie request: the
+/// kernel never frees that request (until a disconnect), so it answers
+/// EALREADY, even once connected (spec §7). A disabled client bit is
+/// checked first, by the real call.
+fn stale_fastopen(socket: &Socket, flags: c_int) -> Option<ssize_t> {
+    let stale = flags & MSG_FASTOPEN != 0
+        && socket.has_flag(FLAG_COOKIE_REQUESTED)
+        && socket.phase() == Phase::Kernel
+        && kernel::fastopen_sysctl().is_some_and(|v| v & TFO_CLIENT_ENABLE != 0);
+    stale.then(|| errno::fail(libc::EALREADY))
+}
+
+/// Sends the deferred SYN with the first data through `send_syn`, or reports
+/// a pending error. `None` when neither applies: the caller makes the real
+/// call. If another thread is sending the SYN right now, wait for it, as the
+/// socket lock would make us.
+pub fn first_write(fd: c_int, socket: &Socket, send_syn: impl FnOnce(&SockAddr) -> ssize_t) -> Option<ssize_t> {
+    if let Some(err) = socket.take_pending_error() {
+        return Some(errno::fail(err));
+    }
     loop {
         match socket.begin(Phase::Deferred, Phase::Sending) {
             Ok(()) => break,
             Err(Phase::Connecting | Phase::Sending) => {
                 let saved = Saved::take();
-                socket.wait_while(|p| matches!(p, Phase::Connecting | Phase::Sending), None);
+                socket.wait_while(|p| matches!(p, Phase::Connecting | Phase::Sending), None, || true);
                 saved.restore(());
             }
             Err(_) => return None,
         }
     }
-    let result = send_syn(&socket.destination());
+    let result = send_syn(&socket.endpoints().remote);
     let err = errno::get();
-    // EOPNOTSUPP: client Fast Open was switched off after connect(); the
-    // kernel's socket stays deferred in SYN_SENT and so does ours.
-    let stays_deferred = result < 0 && err == libc::EOPNOTSUPP;
-    socket.enter(if stays_deferred { Phase::Deferred } else { Phase::Kernel });
+    match (result, err) {
+        // Client Fast Open was switched off after connect(): the kernel's
+        // socket stays deferred in SYN_SENT and so does ours.
+        (-1, libc::EOPNOTSUPP) => socket.enter(Phase::Deferred),
+        // Another process sharing the socket (fork) sent the SYN first: the
+        // kernel socket is connecting or connected, so this is a plain write.
+        (-1, libc::EALREADY | libc::EISCONN) => {
+            socket.enter(Phase::Kernel);
+            super::epoll::release(fd);
+            errno::set(err);
+            return None;
+        }
+        _ => {
+            socket.enter(Phase::Kernel);
+            super::epoll::release(fd);
+        }
+    }
     errno::set(err);
     Some(result)
+}
+
+/// `msg` sent to the recorded destination instead of its own address.
+fn addressed(mut msg: msghdr, to: &SockAddr) -> msghdr {
+    msg.msg_name = to.as_ptr() as *mut c_void;
+    msg.msg_namelen = to.len();
+    msg
+}
+
+/// At most this much of a file goes through the first write of sendfile().
+const SENDFILE_CHUNK: usize = 64 * 1024;
+
+unsafe fn sendfile_deferred(socket: &Socket, out: c_int, input: c_int, offset: *mut off_t, count: size_t) -> ssize_t {
+    let saved = Saved::take();
+    let position = if offset.is_null() { libc::lseek(input, 0, libc::SEEK_CUR) } else { *offset };
+    if position < 0 {
+        // Not seekable: the bytes could not be put back, so the SYN leaves
+        // without data and the real sendfile does the rest.
+        saved.restore(());
+        return first_write(out, socket, |to| real::sendto(out, std::ptr::null(), 0, MSG_FASTOPEN | libc::MSG_DONTWAIT, to.as_ptr(), to.len()))
+            .filter(|&r| r < 0 && errno::get() != libc::EINPROGRESS)
+            .unwrap_or_else(|| real::sendfile(out, input, offset, count));
+    }
+    let mut chunk = vec![0u8; count.min(SENDFILE_CHUNK)];
+    let got = libc::pread(input, chunk.as_mut_ptr().cast(), chunk.len(), position);
+    if got < 0 {
+        return -1;
+    }
+    saved.restore(());
+    let Some(sent) = first_write(out, socket, |to| real::sendto(out, chunk.as_ptr().cast(), got as size_t, MSG_FASTOPEN, to.as_ptr(), to.len())) else {
+        return real::sendfile(out, input, offset, count);
+    };
+    if sent < 0 {
+        return sent;
+    }
+    let advanced = position + sent as off_t;
+    if offset.is_null() {
+        libc::lseek(input, advanced, libc::SEEK_SET);
+    } else {
+        *offset = advanced;
+    }
+    if sent as size_t >= count || (sent as usize) < chunk.len() {
+        return saved.restore(sent);
+    }
+    // The whole chunk went out; the rest is an ordinary sendfile. Its error
+    // (EAGAIN while the handshake runs) is not reported after a partial send.
+    let rest = real::sendfile(out, input, offset, count - sent as size_t);
+    saved.restore(sent + rest.max(0))
 }
