@@ -27,6 +27,18 @@
  *   shutdown=rd|wr|rdwr   close
  *   rcvtimeo=MS sndtimeo=MS   sleep=MS   sysctl=V (net.ipv4.tcp_fastopen)
  *   bind   listen
+ *   write0            write(fd, "", 0)
+ *   fionbio=V         ioctl(FIONBIO, V)
+ *   sendmmsg=N        three messages of N bytes
+ *   sendfile=N        N bytes of a scratch file
+ *   splice=N          N bytes through a pipe
+ *   dup               fd2 = dup(fd); swap: fd <-> fd2; closedup: close(fd2)
+ *   dup2=T            dup2(fd, T) and use T from now on (the old fd stays open as fd2)
+ *   fork=STEPS        a child runs STEPS (comma-separated) on the same socket, then exits; the parent waits
+ *   exec=STEPS        a child execs this program on the inherited socket to run STEPS; the parent waits
+ *   epoll_add=FLAGS   epoll_ctl(ADD) with in,out,et,oneshot,rdhup (comma-separated)
+ *   epoll_mod=FLAGS   epoll_ctl(MOD)   epoll_del   epoll_wait=MS
+ *   select=MS         select for reading, writing and errors
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,8 +51,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,7 +70,8 @@
 
 static struct sockaddr_storage target;
 static socklen_t target_len;
-static int fd = -1;
+static int fd = -1, fd2 = -1, epfd = -1;
+static const char *self_path, *address_arg, *port_arg;
 static volatile sig_atomic_t sigpipes;
 static char payload[200000];
 
@@ -119,6 +137,42 @@ static long poll_for(short events, int ms, char *extra, size_t len)
 	mask_text(extra, len, p.revents);
 	errno = err;
 	return r;
+}
+
+static void run(const char *step);
+
+/* Runs comma-separated steps (for fork= and exec=), prefixed "child". */
+static void run_list(const char *list)
+{
+	char copy[1024], *save = NULL;
+	snprintf(copy, sizeof(copy), "%s", list);
+	for (char *s = strtok_r(copy, ",", &save); s; s = strtok_r(NULL, ",", &save))
+		run(s);
+}
+
+static unsigned epoll_flags(const char *list)
+{
+	unsigned ev = 0;
+	if (strstr(list, "in")) ev |= EPOLLIN;
+	if (strstr(list, "out")) ev |= EPOLLOUT;
+	if (strstr(list, "et")) ev |= EPOLLET;
+	if (strstr(list, "oneshot")) ev |= EPOLLONESHOT;
+	if (strstr(list, "rdhup")) ev |= EPOLLRDHUP;
+	return ev;
+}
+
+static void epoll_text(char *out, size_t len, const struct epoll_event *evs, int n)
+{
+	size_t used = snprintf(out, len, "events=");
+	for (int i = 0; i < n; i++) {
+		unsigned e = evs[i].events;
+		used += snprintf(out + used, len - used, "%s%s%s%s%s%s%s(data=%llu)", i ? "," : "",
+				 e & EPOLLIN ? "IN|" : "", e & EPOLLOUT ? "OUT|" : "", e & EPOLLERR ? "ERR|" : "",
+				 e & EPOLLHUP ? "HUP|" : "", e & EPOLLRDHUP ? "RDHUP|" : "", e == 0 ? "0" : "",
+				 (unsigned long long)evs[i].data.u64);
+	}
+	if (n <= 0)
+		snprintf(out + used, len - used, "none");
 }
 
 static void run(const char *step)
@@ -231,6 +285,109 @@ static void run(const char *step)
 		r = f && fprintf(f, "%ld\n", n) > 0 && fclose(f) == 0 ? 0 : -1;
 		if (r == 0)
 			errno = EDOM;
+	} else if (!strcmp(name, "write0")) {
+		r = write(fd, "", 0);
+	} else if (!strcmp(name, "fionbio")) {
+		v = (int)n;
+		r = ioctl(fd, FIONBIO, &v);
+	} else if (!strcmp(name, "sendmmsg")) {
+		struct mmsghdr m[3];
+		struct iovec io[3];
+		memset(m, 0, sizeof(m));
+		for (int i = 0; i < 3; i++) {
+			io[i].iov_base = payload;
+			io[i].iov_len = n;
+			m[i].msg_hdr.msg_iov = &io[i];
+			m[i].msg_hdr.msg_iovlen = 1;
+		}
+		r = sendmmsg(fd, m, 3, 0);
+		int err = errno;
+		snprintf(extra, sizeof(extra), "lens=%u,%u,%u", m[0].msg_len, m[1].msg_len, m[2].msg_len);
+		errno = err;
+	} else if (!strcmp(name, "sendfile")) {
+		char path[] = "/tmp/tfo_trace.XXXXXX";
+		int f = mkstemp(path);
+		unlink(path);
+		if (write(f, payload, n) != n)
+			exit(3);
+		lseek(f, 0, SEEK_SET);
+		errno = EDOM;
+		r = sendfile(fd, f, NULL, n);
+		int err = errno;
+		snprintf(extra, sizeof(extra), "file_pos=%ld", (long)lseek(f, 0, SEEK_CUR));
+		close(f);
+		errno = err;
+	} else if (!strcmp(name, "splice")) {
+		int p[2];
+		if (pipe(p) < 0 || write(p[1], payload, n) != n)
+			exit(3);
+		errno = EDOM;
+		r = splice(p[0], NULL, fd, NULL, n, 0);
+		int err = errno;
+		snprintf(extra, sizeof(extra), "left_in_pipe=%ld", (long)(n - (r > 0 ? r : 0)));
+		close(p[0]);
+		close(p[1]);
+		errno = err;
+	} else if (!strcmp(name, "dup")) {
+		fd2 = dup(fd);
+		r = fd2 < 0 ? -1 : 0;
+	} else if (!strcmp(name, "swap")) {
+		int t = fd;
+		fd = fd2;
+		fd2 = t;
+	} else if (!strcmp(name, "closedup")) {
+		r = close(fd2);
+	} else if (!strcmp(name, "dup2")) {
+		r = dup2(fd, (int)n) < 0 ? -1 : 0;
+		fd2 = fd;
+		fd = (int)n;
+	} else if (!strcmp(name, "fork")) {
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid == 0) {
+			printf("  child:\n");
+			run_list(arg);
+			fflush(stdout);
+			_exit(0);
+		}
+		int status;
+		r = waitpid(pid, &status, 0) == pid && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	} else if (!strcmp(name, "exec")) {
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid == 0) {
+			char fdtext[16];
+			snprintf(fdtext, sizeof(fdtext), "%d", fd);
+			printf("  exec:\n");
+			fflush(stdout);
+			execl(self_path, self_path, "--fd", fdtext, address_arg, port_arg, arg, (char *)NULL);
+			_exit(127);
+		}
+		int status;
+		r = waitpid(pid, &status, 0) == pid && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	} else if (!strcmp(name, "epoll_add") || !strcmp(name, "epoll_mod")) {
+		if (epfd < 0)
+			epfd = epoll_create1(EPOLL_CLOEXEC);
+		struct epoll_event ev = { .events = epoll_flags(arg), .data.u64 = 42 };
+		errno = EDOM;
+		r = epoll_ctl(epfd, name[6] == 'a' ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+	} else if (!strcmp(name, "epoll_del")) {
+		r = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+	} else if (!strcmp(name, "epoll_wait")) {
+		struct epoll_event evs[4];
+		r = epoll_wait(epfd, evs, 4, (int)n);
+		int err = errno;
+		epoll_text(extra, sizeof(extra), evs, (int)r);
+		errno = err;
+	} else if (!strcmp(name, "select")) {
+		fd_set rs, ws, es;
+		FD_ZERO(&rs); FD_ZERO(&ws); FD_ZERO(&es);
+		FD_SET(fd, &rs); FD_SET(fd, &ws); FD_SET(fd, &es);
+		struct timeval tv = { n / 1000, (n % 1000) * 1000 };
+		r = select(fd + 1, &rs, &ws, &es, &tv);
+		int err = errno;
+		snprintf(extra, sizeof(extra), "read=%d write=%d except=%d", FD_ISSET(fd, &rs), FD_ISSET(fd, &ws), FD_ISSET(fd, &es));
+		errno = err;
 	} else if (!strcmp(name, "bind")) {
 		struct sockaddr_storage local = target;
 		((struct sockaddr_in *)&local)->sin_port = 0;
@@ -249,10 +406,18 @@ int main(int argc, char **argv)
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
 	struct addrinfo *ai;
 
+	self_path = argv[0];
+	if (argc > 2 && !strcmp(argv[1], "--fd")) { /* continue on an inherited socket (exec=) */
+		fd = atoi(argv[2]);
+		argv += 2;
+		argc -= 2;
+	}
 	if (argc < 4) {
-		fprintf(stderr, "usage: %s ADDRESS PORT STEP...\n", argv[0]);
+		fprintf(stderr, "usage: %s [--fd N] ADDRESS PORT STEP...\n", argv[0]);
 		return 2;
 	}
+	address_arg = argv[1];
+	port_arg = argv[2];
 	if (getaddrinfo(argv[1], argv[2], &hints, &ai) != 0) {
 		fprintf(stderr, "tfo_trace: bad address\n");
 		return 2;
@@ -262,7 +427,11 @@ int main(int argc, char **argv)
 	freeaddrinfo(ai);
 	memset(payload, 'x', sizeof(payload));
 	signal(SIGPIPE, on_sigpipe);
-	for (int i = 3; i < argc; i++)
-		run(argv[i]);
+	for (int i = 3; i < argc; i++) {
+		if (strchr(argv[i], ',') && strncmp(argv[i], "fork=", 5) && strncmp(argv[i], "exec=", 5) && strncmp(argv[i], "epoll_", 6))
+			run_list(argv[i]);
+		else
+			run(argv[i]);
+	}
 	return 0;
 }

@@ -7,7 +7,7 @@
 //! call fail with ENOSYS instead of crashing the host.
 
 use libc::{c_char, c_int, c_uint, c_void, iovec, msghdr, nfds_t, off_t, pollfd, size_t, sigset_t};
-use libc::{epoll_event, fd_set, mmsghdr, pid_t, sockaddr, socklen_t, ssize_t, timespec, timeval};
+use libc::{epoll_event, fd_set, loff_t, mmsghdr, pid_t, sockaddr, socklen_t, ssize_t, timespec, timeval};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// Looks `name` (NUL-terminated) up in the objects loaded after libtfo.
@@ -86,6 +86,7 @@ real_functions! {
     fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int;
     fn sendfile(out: c_int, inp: c_int, off: *mut off_t, count: size_t) -> ssize_t;
     fn shutdown(fd: c_int, how: c_int) -> c_int;
+    fn splice(input: c_int, in_offset: *mut loff_t, out: c_int, out_offset: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t;
     fn select(n: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *mut timeval) -> c_int;
     fn pselect(n: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *const timespec, mask: *const sigset_t) -> c_int;
     fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -> c_int;

@@ -26,11 +26,13 @@ fn artifact(path: PathBuf) -> PathBuf {
     path
 }
 
-/// How a program runs: natively or with libtfo preloaded.
+/// How a program runs: natively, with libtfo preloaded (emulating the
+/// option), or preloaded with TFO_BACKEND=kernel (passing it through).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Native,
     Shim,
+    KernelBackend,
 }
 
 /// Options of one run in a fresh namespace.
@@ -42,6 +44,8 @@ pub struct Netns {
     pub sysctl: Option<u32>,
     /// Print the namespace's Fast Open counters after the command.
     pub counters: bool,
+    /// Print the SYN, SYN-ACK and RST segments after the command.
+    pub capture: bool,
     /// Extra environment for the command.
     pub env: Vec<(String, String)>,
 }
@@ -53,7 +57,9 @@ impl Netns {
 
     /// Runs `command` in a fresh namespace and returns its output.
     pub fn run(&self, mode: Mode, command: &[&str]) -> Output {
-        let mut cmd = Command::new(root().join("tests/in-netns"));
+        // No run may hang the suite: a stuck program is killed after 60 s.
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-k", "5", "60"]).arg(root().join("tests/in-netns"));
         if self.prime {
             cmd.arg("--prime");
         }
@@ -63,9 +69,13 @@ impl Netns {
         if self.counters {
             cmd.arg("--counters");
         }
-        if mode == Mode::Shim {
+        if self.capture {
+            cmd.arg("--capture");
+        }
+        if mode != Mode::Native {
             cmd.arg("--preload").env("TFO_LIB", library());
         }
+        cmd.env("TFO_BACKEND", if mode == Mode::KernelBackend { "kernel" } else { "emulate" });
         cmd.env("TFO_EXAMPLES", root().join("target/examples"));
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--").args(command);
@@ -96,10 +106,58 @@ pub fn assert_same_trace(netns: &Netns, address: &str, steps: &[&str]) -> String
     native
 }
 
+/// One line of tests/scenarios.txt.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub netns: Netns,
+    pub address: String,
+    pub steps: Vec<String>,
+}
+
+/// The scenarios of tests/scenarios.txt.
+pub fn scenarios() -> Vec<Scenario> {
+    let text = std::fs::read_to_string(root().join("tests/scenarios.txt")).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            let fields: Vec<_> = line.split('|').map(str::trim).collect();
+            assert_eq!(fields.len(), 4, "bad scenario line: {line}");
+            let mut netns = Netns::default();
+            for option in fields[1].split(',').filter(|o| !o.is_empty()) {
+                match option.split_once('=') {
+                    None if option == "prime" => netns.prime = true,
+                    None if option == "capture" => netns.capture = true,
+                    Some(("sysctl", v)) => netns.sysctl = Some(v.parse().unwrap()),
+                    _ => panic!("unknown option {option} in: {line}"),
+                }
+            }
+            Scenario {
+                name: fields[0].to_string(),
+                netns,
+                address: fields[2].to_string(),
+                steps: fields[3].split_whitespace().map(String::from).collect(),
+            }
+        })
+        .collect()
+}
+
+impl Scenario {
+    /// The trace of this scenario in `mode`.
+    pub fn trace(&self, mode: Mode) -> String {
+        let steps: Vec<&str> = self.steps.iter().map(String::as_str).collect();
+        self.netns.trace(mode, &self.address, &steps)
+    }
+}
+
 /// Two traces in columns, mismatching lines marked with `!`.
 pub fn side_by_side(native: &str, shim: &str) -> String {
-    let (a, b): (Vec<_>, Vec<_>) = (native.lines().collect(), shim.lines().collect());
-    let mut out = format!("  {:<56} | {}\n", "kernel (native)", "libtfo (shim)");
+    side_by_side_titled(native, shim, "libtfo (shim)")
+}
+
+pub fn side_by_side_titled(native: &str, other: &str, title: &str) -> String {
+    let (a, b): (Vec<_>, Vec<_>) = (native.lines().collect(), other.lines().collect());
+    let mut out = format!("  {:<56} | {}\n", "kernel (native)", title);
     for i in 0..a.len().max(b.len()) {
         let (l, r) = (a.get(i).copied().unwrap_or(""), b.get(i).copied().unwrap_or(""));
         out += &format!("{} {l:<56} | {r}\n", if l == r { ' ' } else { '!' });

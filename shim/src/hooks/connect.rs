@@ -175,7 +175,7 @@ fn disconnect(fd: c_int, socket: &Socket) -> bool {
         return false;
     }
     socket.set_pending_error(libc::ECONNRESET);
-    // The kernel's socket now says POLLOUT|POLLHUP, and so does ours.
-    super::epoll::release(fd);
+    // Held epoll registrations now report the disconnect (epoll.rs).
+    super::epoll::rearm(fd);
     true
 }

@@ -4,9 +4,9 @@
 //! left, its registrations are *held*: recorded here and removed from the
 //! kernel's epoll instance, and epoll_wait reports EPOLLOUT for them itself
 //! (level-triggered every time, edge-triggered once per registration).
-//! When the SYN leaves, or the socket is disconnected, each held
-//! registration is added back with the program's own events and data, and
-//! from then on the kernel reports everything.
+//! When the SYN leaves (or, after a disconnect, once the pending error has
+//! been read), each held registration is added back with the program's own
+//! events and data, and from then on the kernel reports everything.
 //!
 //! Only registrations of sockets libtfo tracks are recorded, and epoll
 //! instances holding one are tracked too, so closing them is seen. When no
@@ -142,8 +142,8 @@ pub fn hold(fd: c_int) {
     saved.restore(())
 }
 
-/// `fd`'s SYN left (or it was disconnected): give its registrations back to
-/// the kernel, with the program's events and data.
+/// `fd`'s SYN left: give its registrations back to the kernel, with the
+/// program's events and data.
 pub fn release(fd: c_int) {
     if HELD.load(Ordering::Relaxed) == 0 {
         return;
@@ -175,6 +175,30 @@ pub fn forget(fd: c_int) {
     });
 }
 
+/// What a held registration reports now, or `None` when it need not be held
+/// any longer. Before the SYN: EPOLLOUT only. After a disconnect, until the
+/// error is read: what the kernel reports for CLOSE with sk_err set.
+fn synthesized(reg: &Registration) -> Option<u32> {
+    let socket = fdtable::lookup(reg.fd)?;
+    let wanted = reg.event.events & REPORTED_MASK;
+    if still_unsent(reg.fd, socket) {
+        Some(wanted)
+    } else if socket.pending_error() != 0 {
+        Some(wanted | (libc::EPOLLERR | libc::EPOLLHUP) as u32)
+    } else {
+        None
+    }
+}
+
+/// `fd` was disconnected before its SYN left: the kernel would wake its
+/// watchers with the new state, so edge-triggered ones report again.
+pub fn rearm(fd: c_int) {
+    if HELD.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    REGISTRY.lock().iter_mut().filter(|r| r.fd == fd && r.held).for_each(|r| r.reported = false);
+}
+
 /// epoll_wait with the held registrations of `epfd` answered here.
 unsafe fn wait(
     epfd: c_int,
@@ -193,15 +217,14 @@ unsafe fn wait(
             if ready == max as usize {
                 break;
             }
-            let still = fdtable::lookup(reg.fd).is_some_and(|s| still_unsent(reg.fd, s));
-            if !still {
-                // The SYN left behind our back (another process): give it back.
+            let Some(mask) = synthesized(reg) else {
+                // Nothing left to hide (the SYN left, perhaps from another
+                // process, or the pending error was read): give it back.
                 real::epoll_ctl(reg.epfd, libc::EPOLL_CTL_ADD, reg.fd, &mut reg.event);
                 reg.held = false;
                 HELD.fetch_sub(1, Ordering::Relaxed);
                 continue;
-            }
-            let mask = reg.event.events & REPORTED_MASK;
+            };
             let once = reg.event.events & (EPOLLET | EPOLLONESHOT) as u32 != 0;
             if mask == 0 || (once && reg.reported) {
                 continue;

@@ -8,7 +8,7 @@ use crate::deferred::{Phase, SockAddr, Socket, FLAG_COOKIE_REQUESTED};
 use crate::errno::{self, Saved};
 use crate::kernel::{self, MSG_FASTOPEN, TFO_CLIENT_ENABLE};
 use crate::{fdtable, real};
-use libc::{c_int, c_uint, c_void, iovec, mmsghdr, msghdr, off_t, size_t, sockaddr, socklen_t, ssize_t};
+use libc::{c_int, c_uint, c_void, iovec, loff_t, mmsghdr, msghdr, off_t, size_t, sockaddr, socklen_t, ssize_t};
 
 export_fd! {
     fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t,
@@ -70,6 +70,15 @@ export_fd! {
     fn sendfile(out: c_int, input: c_int, offset: *mut off_t, count: size_t) -> ssize_t,
     if let Some(socket) = attention(out) => {
         sendfile_deferred(socket, out, input, offset, count)
+    }
+
+    /// splice() from a pipe into a deferred socket: the pipe's bytes are
+    /// copied with tee() (not consumed), sent in the SYN, and then exactly
+    /// the bytes sent are taken out of the pipe.
+    fn splice(input: c_int, in_offset: *mut loff_t, out: c_int, out_offset: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t,
+    if let Some(socket) = attention(out).filter(|s| s.phase().before_syn()) => {
+        splice_deferred(socket, input, out, len, flags)
+            .unwrap_or_else(|| real::splice(input, in_offset, out, out_offset, len, flags))
     }
 }
 
@@ -142,6 +151,47 @@ fn addressed(mut msg: msghdr, to: &SockAddr) -> msghdr {
     msg.msg_name = to.as_ptr() as *mut c_void;
     msg.msg_namelen = to.len();
     msg
+}
+
+/// See the splice export. `None`: make the real call.
+unsafe fn splice_deferred(socket: &Socket, input: c_int, out: c_int, len: size_t, flags: c_uint) -> Option<ssize_t> {
+    let saved = Saved::take();
+    let mut private = [0 as c_int; 2];
+    if libc::pipe2(private.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+        return saved.restore(None);
+    }
+    let copied = libc::tee(input, private[1], len.min(SENDFILE_CHUNK), flags & libc::SPLICE_F_NONBLOCK);
+    let mut chunk = vec![0u8; copied.max(0) as usize];
+    let got = if copied > 0 { libc::read(private[0], chunk.as_mut_ptr().cast(), chunk.len()) } else { copied };
+    real::close(private[0]);
+    real::close(private[1]);
+    if got <= 0 {
+        // Empty pipe, not a pipe, or would block: the real call says so.
+        return saved.restore(None);
+    }
+    let mut send_flags = MSG_FASTOPEN;
+    if flags & libc::SPLICE_F_NONBLOCK != 0 {
+        send_flags |= libc::MSG_DONTWAIT;
+    }
+    if flags & libc::SPLICE_F_MORE != 0 {
+        send_flags |= libc::MSG_MORE;
+    }
+    saved.restore(());
+    let sent = first_write(out, socket, |to| real::sendto(out, chunk.as_ptr().cast(), got as size_t, send_flags, to.as_ptr(), to.len()))?;
+    if sent > 0 {
+        // Take exactly the bytes that went out from the caller's pipe.
+        let saved = Saved::take();
+        let mut left = sent as usize;
+        while left > 0 {
+            let n = real::read(input, chunk.as_mut_ptr().cast(), left.min(chunk.len()));
+            if n <= 0 {
+                break;
+            }
+            left -= n as usize;
+        }
+        saved.restore(());
+    }
+    Some(sent)
 }
 
 /// At most this much of a file goes through the first write of sendfile().
