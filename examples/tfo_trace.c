@@ -36,6 +36,9 @@
  *   dup2=T            dup2(fd, T) and use T from now on (the old fd stays open as fd2)
  *   fork=STEPS        a child runs STEPS (comma-separated) on the same socket, then exits; the parent waits
  *   exec=STEPS        a child execs this program on the inherited socket to run STEPS; the parent waits
+ *   spawn=STEPS       the same through posix_spawn
+ *   fdup              fd2 = fcntl(fd, F_DUPFD_CLOEXEC, 10)   dup3=T: dup3(fd, T, O_CLOEXEC), then use T
+ *   read_chk recv_chk recvfrom_chk   the fortified variants (_FORTIFY_SOURCE)
  *   epoll_add=FLAGS   epoll_ctl(ADD) with in,out,et,oneshot,rdhup (comma-separated)
  *   epoll_mod=FLAGS   epoll_ctl(MOD)   epoll_del   epoll_wait=MS
  *   select=MS         select for reading, writing and errors
@@ -51,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
@@ -71,6 +75,11 @@
 static struct sockaddr_storage target;
 static socklen_t target_len;
 static int fd = -1, fd2 = -1, epfd = -1;
+extern char **environ;
+/* The fortified entry points glibc's headers call under _FORTIFY_SOURCE. */
+extern ssize_t __read_chk(int, void *, size_t, size_t);
+extern ssize_t __recv_chk(int, void *, size_t, size_t, int);
+extern ssize_t __recvfrom_chk(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
 static const char *self_path, *address_arg, *port_arg;
 static volatile sig_atomic_t sigpipes;
 static char payload[200000];
@@ -365,6 +374,30 @@ static void run(const char *step)
 		}
 		int status;
 		r = waitpid(pid, &status, 0) == pid && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	} else if (!strcmp(name, "spawn")) {
+		char fdtext[16];
+		pid_t pid;
+		snprintf(fdtext, sizeof(fdtext), "%d", fd);
+		char *args[] = { (char *)self_path, "--fd", fdtext, (char *)address_arg, (char *)port_arg, (char *)arg, NULL };
+		fflush(stdout);
+		printf("  spawn:\n");
+		fflush(stdout);
+		int e = posix_spawn(&pid, self_path, NULL, NULL, args, environ);
+		int status;
+		r = e == 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	} else if (!strcmp(name, "fdup")) {
+		fd2 = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+		r = fd2 < 0 ? -1 : 0;
+	} else if (!strcmp(name, "dup3")) {
+		r = dup3(fd, (int)n, O_CLOEXEC) < 0 ? -1 : 0;
+		fd2 = fd;
+		fd = (int)n;
+	} else if (!strcmp(name, "read_chk")) {
+		r = __read_chk(fd, buf, sizeof(buf), sizeof(buf));
+	} else if (!strcmp(name, "recv_chk")) {
+		r = __recv_chk(fd, buf, sizeof(buf), sizeof(buf), 0);
+	} else if (!strcmp(name, "recvfrom_chk")) {
+		r = __recvfrom_chk(fd, buf, sizeof(buf), sizeof(buf), 0, NULL, NULL);
 	} else if (!strcmp(name, "epoll_add") || !strcmp(name, "epoll_mod")) {
 		if (epfd < 0)
 			epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -428,7 +461,7 @@ int main(int argc, char **argv)
 	memset(payload, 'x', sizeof(payload));
 	signal(SIGPIPE, on_sigpipe);
 	for (int i = 3; i < argc; i++) {
-		if (strchr(argv[i], ',') && strncmp(argv[i], "fork=", 5) && strncmp(argv[i], "exec=", 5) && strncmp(argv[i], "epoll_", 6))
+		if (strchr(argv[i], ',') && strncmp(argv[i], "fork=", 5) && strncmp(argv[i], "exec=", 5) && strncmp(argv[i], "spawn=", 6) && strncmp(argv[i], "epoll_", 6))
 			run_list(argv[i]);
 		else
 			run(argv[i]);

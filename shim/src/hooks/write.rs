@@ -123,6 +123,7 @@ pub fn first_write(fd: c_int, socket: &Socket, send_syn: impl FnOnce(&SockAddr) 
             Err(_) => return None,
         }
     }
+    let caller_errno = Saved::take();
     let result = send_syn(&socket.endpoints().remote);
     let err = errno::get();
     match (result, err) {
@@ -134,8 +135,7 @@ pub fn first_write(fd: c_int, socket: &Socket, send_syn: impl FnOnce(&SockAddr) 
         (-1, libc::EALREADY | libc::EISCONN) => {
             socket.enter(Phase::Kernel);
             super::epoll::release(fd);
-            errno::set(err);
-            return None;
+            return caller_errno.restore(None);
         }
         _ => {
             socket.enter(Phase::Kernel);
