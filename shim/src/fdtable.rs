@@ -194,23 +194,27 @@ mod tests {
     }
 
     #[test]
-    fn freed_entries_are_reused_and_reset() {
-        let a = track(900_020).unwrap() as *const Socket;
+    fn freed_entries_are_recycled_fresh() {
+        let first = track(900_020).unwrap();
+        first.set_option(1);
         forget(900_020);
-        let b = track(900_021).unwrap();
-        assert_eq!(b.refs.load(Ordering::Relaxed), 1);
+        // The free stack hands the same entry back, reset.
+        let again = track(900_021).unwrap();
+        assert_eq!(again.refs.load(Ordering::Relaxed), 1);
+        assert_eq!(again.option(), 0);
         forget(900_021);
-        let _ = a;
     }
 
     #[test]
     fn tracking_a_reused_number_drops_the_old_state() {
         let first = track(900_030).unwrap();
-        first.refs.fetch_add(1, Ordering::Relaxed); // pretend another fd shares it
+        share(900_030, 900_031); // a dup keeps the old socket alive
         let second = track(900_030).unwrap();
-        assert!(!std::ptr::eq(first, second) || second.refs.load(Ordering::Relaxed) == 1);
+        assert!(!std::ptr::eq(first, second));
         assert_eq!(first.refs.load(Ordering::Relaxed), 1);
+        assert!(std::ptr::eq(lookup(900_031).unwrap(), first));
         forget(900_030);
+        forget(900_031);
     }
 
     #[test]

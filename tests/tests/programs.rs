@@ -76,3 +76,21 @@ EOF"#;
     assert_eq!(counter(&shim, "TcpExtTCPFastOpenActive"), Some(2), "{shim}");
     assert_eq!(shim, run(&netns, Mode::Native, script));
 }
+
+/// `tfo run` preloads libtfo; `tfo cookies` lists the kernel's cookie cache.
+#[test]
+fn tfo_command_runs_programs_and_lists_cookies() {
+    let tfo = tfo_tests::root().join("target/release/tfo");
+    let client = tfo_tests::example("tfo_client");
+    let script = format!(
+        "{tfo} cookies; {tfo} run --backend emulate -- {client} 127.0.0.1 7000 via-tfo-run",
+        tfo = tfo.display(),
+        client = client.display()
+    );
+    let netns = Netns { prime: true, counters: true, ..Netns::default() };
+    let out = run(&netns, Mode::Native, &script);
+    assert!(out.contains("127.0.0.1 source 127.0.0.1 cookie "), "{out}");
+    assert!(out.contains("::1 source ::1 cookie "), "{out}");
+    assert!(out.contains("reply: via-tfo-run\ndata in SYN acknowledged: yes"), "{out}");
+    assert_eq!(counter(&out, "TcpExtTCPFastOpenActive"), Some(1), "{out}");
+}

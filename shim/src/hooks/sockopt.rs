@@ -20,7 +20,6 @@ export! {
             real::setsockopt(fd, level, name, value, len)
         }
     }
-
 }
 
 /// The options whose answer libtfo may have to give itself.
@@ -36,7 +35,11 @@ export_fd! {
         if is_fastopen_connect(level, name) {
             return get_int(socket.option(), value, len);
         }
-        if name == libc::SO_ERROR {
+        if level == libc::SOL_SOCKET {
+            // SO_ERROR: sk_getsockopt() refuses a negative length first.
+            if !len.is_null() && (*len as c_int) < 0 {
+                return errno::fail(libc::EINVAL);
+            }
             if let Some(err) = socket.take_pending_error() {
                 return get_int(err, value, len);
             }
