@@ -137,6 +137,8 @@ pub struct Socket {
     phase: AtomicU32,
     waiters: AtomicU32,
     option: AtomicU32,
+    /// AF_INET or AF_INET6, learnt when the option was set.
+    family: AtomicU32,
     flags: AtomicU32,
     /// An error the kernel would hold in sk_err (ECONNRESET after a
     /// disconnect), reported once by SO_ERROR, a send or a receive.
@@ -157,6 +159,7 @@ impl Default for Socket {
             phase: AtomicU32::new(Phase::Armed as u32),
             waiters: AtomicU32::new(0),
             option: AtomicU32::new(0),
+            family: AtomicU32::new(0),
             flags: AtomicU32::new(0),
             pending_error: AtomicI32::new(0),
             endpoints: UnsafeCell::new(Endpoints { remote: SockAddr::empty(), local: SockAddr::empty() }),
@@ -191,6 +194,14 @@ impl Socket {
 
     pub fn set_option(&self, value: c_int) {
         self.option.store(value as u32, Ordering::Relaxed)
+    }
+
+    pub fn family(&self) -> c_int {
+        self.family.load(Ordering::Relaxed) as c_int
+    }
+
+    pub fn set_family(&self, family: c_int) {
+        self.family.store(family as u32, Ordering::Relaxed)
     }
 
     pub fn has_flag(&self, flag: u32) -> bool {

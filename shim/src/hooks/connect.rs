@@ -81,10 +81,8 @@ unsafe fn connect_fastopen(fd: c_int, socket: &Socket, addr: *const sockaddr, le
     }
     // Only a well-formed address of the socket's own family is ours; the
     // kernel answers the rest (EINVAL, EAFNOSUPPORT, AF_UNSPEC disconnect).
-    let destination = kernel::tcp_family(fd).and_then(|family| {
-        let ip = kernel::ip_of(addr, len)?;
-        (c_int::from((*addr).sa_family) == family).then_some((family, ip))
-    });
+    let family = socket.family();
+    let destination = kernel::ip_of(addr, len).filter(|_| c_int::from((*addr).sa_family) == family).map(|ip| (family, ip));
     let Some((family, ip)) = destination else {
         saved.restore(());
         return real::connect(fd, addr, len);
@@ -111,14 +109,19 @@ unsafe fn connect_fastopen(fd: c_int, socket: &Socket, addr: *const sockaddr, le
 /// Returns the local address a deferred socket reports.
 unsafe fn deferral(fd: c_int, family: c_int, addr: *const sockaddr, len: socklen_t, dest: IpAddr) -> Option<SockAddr> {
     let source = kernel::source_for(fd, family, addr, len)?;
-    let sysctl = kernel::fastopen_sysctl().unwrap_or(TFO_CLIENT_ENABLE);
-    let no_cookie = sysctl & TFO_CLIENT_NO_COOKIE != 0 || kernel::socket_no_cookie(fd);
-    if !no_cookie && !has_cookie(dest, source) {
+    // The cookie first: with one (the common case) the no-cookie knobs do
+    // not matter, and reading them costs four system calls.
+    if !has_cookie(dest, source) && !no_cookie_mode(fd) {
         return None;
     }
     let mut local = kernel::local_port(fd, family)?;
     local.set_ip(source);
     Some(local)
+}
+
+/// Client no-cookie mode: the sysctl bit or the socket option (spec §2).
+fn no_cookie_mode(fd: c_int) -> bool {
+    kernel::fastopen_sysctl().unwrap_or(TFO_CLIENT_ENABLE) & TFO_CLIENT_NO_COOKIE != 0 || kernel::socket_no_cookie(fd)
 }
 
 fn has_cookie(dest: IpAddr, source: IpAddr) -> bool {

@@ -72,10 +72,10 @@ unsafe fn set_fastopen_connect(fd: c_int, value: *const c_void, len: socklen_t) 
     let saved = Saved::take();
     // Only TCP sockets are ours; for anything else the kernel's own answer
     // (ENOTSOCK, ENOPROTOOPT, ...) is the right one.
-    if kernel::tcp_family(fd).is_none() {
+    let Some(family) = kernel::tcp_family(fd) else {
         saved.restore(());
         return real::setsockopt(fd, libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, value, len);
-    }
+    };
     if (len as c_int) < std::mem::size_of::<c_int>() as c_int {
         return errno::fail(libc::EINVAL);
     }
@@ -102,7 +102,10 @@ unsafe fn set_fastopen_connect(fd: c_int, value: *const c_void, len: socklen_t) 
         // Setting 0 on a socket we never tracked changes nothing observable.
         None if v == 0 => {}
         None => match fdtable::track(fd) {
-            Some(socket) => socket.set_option(v),
+            Some(socket) => {
+                socket.set_family(family);
+                socket.set_option(v)
+            }
             // Out of fd range or pool: let the kernel's own option serve.
             None => {
                 saved.restore(());
