@@ -13,6 +13,7 @@
  *   setopt_len=L      the same with value 1 and optlen L
  *   getopt            getsockopt(TCP_FASTOPEN_CONNECT)
  *   nocookie=V        setsockopt(TCP_FASTOPEN_NO_COOKIE, V)
+ *   syncnt=V          setsockopt(TCP_SYNCNT, V)
  *   connect           connect to ADDRESS PORT
  *   connect_port=P    connect to ADDRESS P
  *   connect_unspec    connect(AF_UNSPEC)
@@ -219,6 +220,9 @@ static void run(const char *step)
 	} else if (!strcmp(name, "nocookie")) {
 		v = (int)n;
 		r = setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, &v, sizeof(v));
+	} else if (!strcmp(name, "syncnt")) {
+		v = (int)n;
+		r = setsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &v, sizeof(v));
 	} else if (!strcmp(name, "connect")) {
 		r = connect(fd, (struct sockaddr *)&target, target_len);
 	} else if (!strcmp(name, "connect_port")) {

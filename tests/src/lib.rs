@@ -46,6 +46,8 @@ pub struct Netns {
     pub counters: bool,
     /// Print the SYN, SYN-ACK and RST segments after the command.
     pub capture: bool,
+    /// 198.18.0.2 drops everything sent to it.
+    pub blackhole: bool,
     /// Extra environment for the command.
     pub env: Vec<(String, String)>,
 }
@@ -71,6 +73,9 @@ impl Netns {
         }
         if self.capture {
             cmd.arg("--capture");
+        }
+        if self.blackhole {
+            cmd.arg("--blackhole");
         }
         if mode != Mode::Native {
             cmd.arg("--preload").env("TFO_LIB", library());
@@ -128,6 +133,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 match option.split_once('=') {
                     None if option == "prime" => netns.prime = true,
                     None if option == "capture" => netns.capture = true,
+                    None if option == "blackhole" => netns.blackhole = true,
                     Some(("sysctl", v)) => netns.sysctl = Some(v.parse().unwrap()),
                     _ => panic!("unknown option {option} in: {line}"),
                 }
