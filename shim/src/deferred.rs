@@ -118,7 +118,9 @@ impl SockAddr {
     /// `out` must be writable for `*len` bytes; `len` must be valid.
     pub unsafe fn copy_out(&self, out: *mut sockaddr, len: *mut socklen_t) {
         let n = (*len).min(self.len);
-        std::ptr::copy_nonoverlapping(self.as_ptr().cast::<u8>(), out.cast::<u8>(), n as usize);
+        if n > 0 {
+            std::ptr::copy_nonoverlapping(self.as_ptr().cast::<u8>(), out.cast::<u8>(), n as usize);
+        }
         *len = self.len;
     }
 }
@@ -304,8 +306,8 @@ pub fn after(nanos: i64) -> timespec {
     let mut now = timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `now` is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    let total = now.tv_nsec + nanos;
-    timespec { tv_sec: now.tv_sec + total / 1_000_000_000, tv_nsec: total % 1_000_000_000 }
+    let total = now.tv_nsec.saturating_add(nanos);
+    timespec { tv_sec: now.tv_sec.saturating_add(total / 1_000_000_000), tv_nsec: total % 1_000_000_000 }
 }
 
 /// FUTEX_WAIT_BITSET with an absolute CLOCK_MONOTONIC deadline; returns 0 or

@@ -81,13 +81,21 @@ pub fn mark(fd: c_int) {
 /// state `to` had is dropped, as the kernel closed that file.
 pub fn share(from: c_int, to: c_int) {
     let Some(slot) = SLOTS.get(to as usize) else { return };
-    let index = match SLOTS.get(from as usize) {
-        Some(s) => s.load(Ordering::Acquire),
-        None => 0,
-    };
+    let source = SLOTS.get(from as usize);
+    let mut index = source.map_or(0, |s| s.load(Ordering::Acquire));
     if index != 0 {
-        entry(index).refs.fetch_add(1, Ordering::AcqRel);
-        note_fd(to);
+        // Take a reference only while the entry is alive: a close racing
+        // this dup may just have released it to the free stack.
+        let refs = &entry(index).refs;
+        let taken = refs.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > 0).then_some(n + 1)).is_ok();
+        if taken && source.is_some_and(|s| s.load(Ordering::Acquire) == index) {
+            note_fd(to);
+        } else {
+            if taken {
+                release(index);
+            }
+            index = 0;
+        }
     }
     release(slot.swap(index, Ordering::AcqRel));
 }

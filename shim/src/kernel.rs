@@ -93,7 +93,7 @@ pub fn deadline(fd: c_int, option: c_int) -> Option<timespec> {
     if tv.tv_sec == 0 && tv.tv_usec == 0 {
         return None;
     }
-    Some(crate::deferred::after(tv.tv_sec * 1_000_000_000 + tv.tv_usec * 1000))
+    Some(crate::deferred::after(tv.tv_sec.saturating_mul(1_000_000_000).saturating_add(tv.tv_usec * 1000)))
 }
 
 /// The IP address inside a sockaddr_in / sockaddr_in6 of `len` bytes.

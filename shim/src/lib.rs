@@ -25,6 +25,7 @@ mod real;
 /// panic reporter quiet (a panic is reported once, by the hook that caught it).
 extern "C" fn on_load() {
     config::init();
+    hooks::install_fork_handlers();
     std::panic::set_hook(Box::new(|_| {}));
 }
 

@@ -141,6 +141,8 @@ fn has_cookie(dest: IpAddr, source: IpAddr) -> bool {
 /// sendto(MSG_FASTOPEN) is exactly that connect: a cookie-request SYN,
 /// EINPROGRESS when non-blocking, the handshake's result when blocking.
 unsafe fn request_cookie(fd: c_int, socket: &Socket, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // The SYN leaves now, and tcp_connect_init() clears an old sk_err.
+    socket.set_pending_error(0);
     let r = real::sendto(fd, std::ptr::null(), 0, MSG_FASTOPEN | libc::MSG_NOSIGNAL, addr, len);
     if r < 0 && errno::get() == libc::EOPNOTSUPP {
         // Client Fast Open is off in this netns. The kernel's connect() does
@@ -149,7 +151,10 @@ unsafe fn request_cookie(fd: c_int, socket: &Socket, addr: *const sockaddr, len:
     }
     socket.set_flag(FLAG_COOKIE_REQUESTED);
     socket.enter(Phase::Kernel);
-    r as c_int
+    // Registrations held since a disconnect go back to the kernel.
+    let saved = Saved::take();
+    super::epoll::release(fd);
+    saved.restore(r as c_int)
 }
 
 /// connect() again before the deferred SYN has left (spec §4): EISCONN at

@@ -19,7 +19,7 @@ use crate::errno::{self, Saved};
 use crate::{fdtable, real};
 use libc::{c_int, epoll_event, sigset_t, timespec, EPOLLET, EPOLLONESHOT, EPOLLOUT, EPOLLWRNORM};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 struct Registration {
     epfd: c_int,
@@ -39,6 +39,8 @@ static REGISTRY: Mutex<Vec<Registration>> = Mutex::new(Vec::new());
 static HELD: AtomicUsize = AtomicUsize::new(0);
 /// Registrations recorded at all; 0 lets connect/close skip the registry.
 static RECORDED: AtomicUsize = AtomicUsize::new(0);
+/// With maxevents 1, held registrations and the kernel take turns.
+static KERNEL_TURN: AtomicBool = AtomicBool::new(false);
 
 const REPORTED_MASK: u32 = (EPOLLOUT | EPOLLWRNORM) as u32;
 
@@ -82,8 +84,14 @@ unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event, so
         (libc::EPOLL_CTL_ADD, Some(_)) => errno::fail(libc::EEXIST),
         (libc::EPOLL_CTL_MOD, Some(_)) if event.is_null() => errno::fail(libc::EFAULT),
         (libc::EPOLL_CTL_MOD, Some(i)) => {
-            registry[i].event = *event;
-            registry[i].reported = false;
+            let reg = &mut registry[i];
+            reg.event = *event;
+            reg.reported = false;
+            if matches!(synthesized(reg), Held::Release) {
+                real::epoll_ctl(reg.epfd, libc::EPOLL_CTL_ADD, reg.fd, &mut reg.event);
+                reg.held = false;
+                HELD.fetch_sub(1, Ordering::Relaxed);
+            }
             saved.restore(0)
         }
         (libc::EPOLL_CTL_DEL, Some(i)) => {
@@ -149,7 +157,7 @@ pub fn release(fd: c_int) {
         return;
     }
     let saved = Saved::take();
-    for reg in REGISTRY.lock().iter_mut().filter(|r| r.fd == fd && r.held) {
+    for reg in REGISTRY.lock().iter_mut().filter(|r| r.fd == fd && r.held && !disarmed(r)) {
         // SAFETY: the event is a valid epoll_event owned by the record.
         unsafe { real::epoll_ctl(reg.epfd, libc::EPOLL_CTL_ADD, reg.fd, &mut reg.event) };
         reg.held = false;
@@ -163,7 +171,10 @@ pub fn forget(fd: c_int) {
     if RECORDED.load(Ordering::Relaxed) == 0 {
         return;
     }
-    REGISTRY.lock().retain(|r| {
+    // close() may run in a signal handler that interrupted a thread holding
+    // the lock: then leave the records; epoll_wait drops stale ones.
+    let Some(mut registry) = REGISTRY.try_lock() else { return };
+    registry.retain(|r| {
         let gone = r.fd == fd || r.epfd == fd;
         if gone {
             RECORDED.fetch_sub(1, Ordering::Relaxed);
@@ -175,19 +186,40 @@ pub fn forget(fd: c_int) {
     });
 }
 
-/// What a held registration reports now, or `None` when it need not be held
-/// any longer. Before the SYN: EPOLLOUT only. After a disconnect, until the
-/// error is read: what the kernel reports for CLOSE with sk_err set.
-fn synthesized(reg: &Registration) -> Option<u32> {
-    let socket = fdtable::lookup(reg.fd)?;
+/// What becomes of a held registration at this epoll_wait.
+enum Held {
+    /// Still hidden from the kernel: report this mask (may be 0).
+    Report(u32),
+    /// Nothing left to hide (the SYN left, perhaps from another process, or
+    /// the pending error was read): give it back to the kernel.
+    Release,
+    /// The fd is no longer a socket libtfo tracks (closed behind our back):
+    /// the record is stale and is dropped.
+    Drop,
+}
+
+/// Before the SYN: EPOLLOUT only (and EPOLLERR while a disconnect's error
+/// is unread). After a disconnect, until the error is read: what the kernel
+/// reports for CLOSE with sk_err set.
+fn synthesized(reg: &Registration) -> Held {
+    let Some(socket) = fdtable::lookup(reg.fd) else { return Held::Drop };
     let wanted = reg.event.events & REPORTED_MASK;
+    let error = if socket.pending_error() != 0 { libc::EPOLLERR as u32 } else { 0 };
     if still_unsent(reg.fd, socket) {
-        Some(wanted)
-    } else if socket.pending_error() != 0 {
-        Some(wanted | (libc::EPOLLERR | libc::EPOLLHUP) as u32)
+        Held::Report(wanted | error)
+    } else if error != 0 {
+        Held::Report(wanted | (libc::EPOLLERR | libc::EPOLLHUP) as u32)
+    } else if disarmed(reg) {
+        // A one-shot registration that fired stays quiet until EPOLL_CTL_MOD.
+        Held::Report(0)
     } else {
-        None
+        Held::Release
     }
+}
+
+/// A one-shot registration that already reported its event.
+fn disarmed(reg: &Registration) -> bool {
+    reg.reported && reg.event.events & EPOLLONESHOT as u32 != 0
 }
 
 /// `fd` was disconnected before its SYN left: the kernel would wake its
@@ -199,31 +231,60 @@ pub fn rearm(fd: c_int) {
     REGISTRY.lock().iter_mut().filter(|r| r.fd == fd && r.held).for_each(|r| r.reported = false);
 }
 
+/// fork() handlers: the registry must not be copied while another thread
+/// holds its lock, or the child could never take it.
+pub fn before_fork() {
+    std::mem::forget(REGISTRY.lock());
+}
+
+pub fn after_fork() {
+    // SAFETY: before_fork took the lock in this thread and leaked the guard.
+    unsafe { REGISTRY.force_unlock() }
+}
+
 /// epoll_wait with the held registrations of `epfd` answered here.
 unsafe fn wait(
     epfd: c_int,
     events: *mut epoll_event,
     max: c_int,
-    real_wait: impl FnOnce(*mut epoll_event, c_int, bool) -> c_int,
+    real_wait: impl Fn(*mut epoll_event, c_int, bool) -> c_int,
 ) -> c_int {
     if events.is_null() || max <= 0 {
         return real_wait(events, max, false);
     }
     let saved = Saved::take();
     let mut ready = 0usize;
+    // Leave the kernel at least one slot, so that held level-triggered
+    // registrations cannot starve the program's other fds; with a single
+    // slot, take turns, the kernel's turn without waiting.
+    if max == 1 && KERNEL_TURN.fetch_xor(true, Ordering::Relaxed) {
+        let r = real_wait(events, 1, true);
+        if r != 0 {
+            return r;
+        }
+        saved.restore(());
+    }
+    let limit = if max > 1 { max as usize - 1 } else { 1 };
     {
         let mut registry = REGISTRY.lock();
         for reg in registry.iter_mut().filter(|r| r.epfd == epfd && r.held) {
-            if ready == max as usize {
+            if ready == limit {
                 break;
             }
-            let Some(mask) = synthesized(reg) else {
-                // Nothing left to hide (the SYN left, perhaps from another
-                // process, or the pending error was read): give it back.
-                real::epoll_ctl(reg.epfd, libc::EPOLL_CTL_ADD, reg.fd, &mut reg.event);
-                reg.held = false;
-                HELD.fetch_sub(1, Ordering::Relaxed);
-                continue;
+            let mask = match synthesized(reg) {
+                Held::Report(mask) => mask,
+                Held::Release => {
+                    real::epoll_ctl(reg.epfd, libc::EPOLL_CTL_ADD, reg.fd, &mut reg.event);
+                    reg.held = false;
+                    HELD.fetch_sub(1, Ordering::Relaxed);
+                    continue;
+                }
+                Held::Drop => {
+                    reg.held = false;
+                    reg.fd = -1; // removed below
+                    HELD.fetch_sub(1, Ordering::Relaxed);
+                    continue;
+                }
             };
             let once = reg.event.events & (EPOLLET | EPOLLONESHOT) as u32 != 0;
             if mask == 0 || (once && reg.reported) {
@@ -232,6 +293,22 @@ unsafe fn wait(
             reg.reported = true;
             *events.add(ready) = epoll_event { events: mask, u64: reg.event.u64 };
             ready += 1;
+        }
+        let before = registry.len();
+        registry.retain(|r| r.fd >= 0);
+        RECORDED.fetch_sub(before - registry.len(), Ordering::Relaxed);
+        // Round robin: those just reported go to the back of the line.
+        let mut reported: Vec<Registration> = Vec::new();
+        if ready > 0 && ready == limit {
+            let mut i = 0;
+            while i < registry.len() {
+                if registry[i].epfd == epfd && registry[i].held && registry[i].reported {
+                    reported.push(registry.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            registry.extend(reported);
         }
     }
     saved.restore(());

@@ -2,7 +2,8 @@
 //! and calls that hand out a new fd drop whatever a stale number carried
 //! (it may have been closed behind our back: close_range, raw syscalls).
 
-use crate::{fdtable, real};
+use crate::deferred::Phase;
+use crate::{fdtable, kernel, real};
 use libc::{c_int, sockaddr, socklen_t};
 
 /// Whatever `fd` pointed to is gone: the kernel just handed it out anew.
@@ -10,6 +11,7 @@ use libc::{c_int, sockaddr, socklen_t};
 fn fresh(fd: c_int) -> c_int {
     if fd >= 0 {
         fdtable::forget(fd);
+        super::epoll::forget(fd);
     }
     fd
 }
@@ -18,6 +20,8 @@ fn fresh(fd: c_int) -> c_int {
 #[inline(always)]
 fn duplicated(fd: c_int, copy: c_int) -> c_int {
     if copy >= 0 && copy != fd {
+        // Whatever `copy` was before, the kernel closed it.
+        super::epoll::forget(copy);
         fdtable::share(fd, copy);
     }
     copy
@@ -76,4 +80,36 @@ export_fd! {
     if let Some(_socket) = fdtable::lookup(fd).filter(|_| is_dup(cmd)) => {
         duplicated(fd, real::fcntl64(fd, cmd, arg))
     }
+}
+
+/// Installed once at load: keep libtfo's state consistent across fork().
+pub fn install_fork_handlers() {
+    // SAFETY: the handlers are plain extern "C" functions that live as long
+    // as the library.
+    unsafe { libc::pthread_atfork(Some(prepare_fork), Some(parent_after_fork), Some(child_after_fork)) };
+}
+
+extern "C" fn prepare_fork() {
+    super::epoll::before_fork();
+}
+
+extern "C" fn parent_after_fork() {
+    super::epoll::after_fork();
+}
+
+/// In the child only the forking thread exists: a transition another thread
+/// owned would never finish. Settle each from the kernel socket's state.
+extern "C" fn child_after_fork() {
+    super::epoll::after_fork();
+    let saved = crate::errno::Saved::take();
+    for fd in 0..=fdtable::highest() {
+        let Some(socket) = fdtable::lookup(fd) else { continue };
+        match socket.phase() {
+            Phase::Connecting => socket.enter(Phase::Armed),
+            Phase::Sending if kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) => socket.enter(Phase::Deferred),
+            Phase::Sending => socket.enter(Phase::Kernel),
+            _ => {}
+        }
+    }
+    saved.restore(())
 }

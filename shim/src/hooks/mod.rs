@@ -11,6 +11,8 @@ mod select;
 mod sockopt;
 mod write;
 
+pub use fd::install_fork_handlers;
+
 use crate::deferred::{Phase, Socket};
 use crate::fdtable;
 use crate::kernel::{self, TCP_CLOSE};
@@ -36,8 +38,15 @@ pub fn still_unsent(fd: c_int, socket: &Socket) -> bool {
     if !socket.phase().before_syn() {
         return false;
     }
-    if kernel::tcp_state(fd).is_none_or(|state| state == TCP_CLOSE) {
-        return true;
+    match kernel::tcp_state(fd) {
+        Some(TCP_CLOSE) => return true,
+        // Not a TCP socket any more: the number was closed behind our back
+        // (close_range, a raw syscall) and reused. Forget it.
+        None => {
+            fdtable::forget(fd);
+            return false;
+        }
+        Some(_) => {}
     }
     // Connecting cannot be seen here (the kernel socket would be CLOSE), and
     // Sending means this process's own SYN is on its way.

@@ -64,10 +64,17 @@ unsafe fn hide_deferred(fds: *mut pollfd, n: nfds_t, real_poll: impl FnOnce(bool
     }
     saved.restore(());
     let result = real_poll(ready > 0);
+    if result < 0 && ready > 0 {
+        // Only the hidden sockets are known ready; the call still succeeds.
+        saved.restore(());
+    }
     for (i, p) in entries.iter_mut().enumerate() {
         if hidden[i / 64] & (1 << (i % 64)) != 0 {
             p.fd = !p.fd;
             p.revents = p.events & DEFERRED_MASK;
+            if attention(p.fd).is_some_and(|s| s.pending_error() != 0) {
+                p.revents |= libc::POLLERR;
+            }
         } else if result >= 0 && p.fd >= 0 && attention(p.fd).is_some_and(|s| s.pending_error() != 0) {
             // The real socket already says POLLOUT|POLLHUP, so it is counted.
             p.revents |= libc::POLLERR;

@@ -36,20 +36,25 @@ export_fd! {
 unsafe fn hide_deferred(n: c_int, [r, w, e]: [*mut fd_set; 3], real_select: impl FnOnce(bool) -> c_int) -> c_int {
     let saved = crate::errno::Saved::take();
     let n = n.min(libc::FD_SETSIZE as c_int);
-    // Deferred sockets the caller asked about for writing: all ready.
+    // Deferred sockets the caller asked about for writing: all ready; for
+    // reading: only with a disconnect's error pending (POLLERR).
     let mut writable: fd_set = std::mem::zeroed();
+    let mut readable: fd_set = std::mem::zeroed();
     let mut ready = 0;
     for fd in 0..n {
         let wanted = [r, w, e].iter().any(|&s| !s.is_null() && libc::FD_ISSET(fd, s));
-        if wanted && unsent(fd).is_some_and(|socket| still_unsent(fd, socket)) {
-            if !w.is_null() && libc::FD_ISSET(fd, w) {
-                libc::FD_SET(fd, &mut writable);
-                ready += 1;
-            }
-            for s in [r, w, e] {
-                if !s.is_null() {
-                    libc::FD_CLR(fd, s);
-                }
+        let Some(socket) = unsent(fd).filter(|socket| wanted && still_unsent(fd, socket)) else { continue };
+        if !w.is_null() && libc::FD_ISSET(fd, w) {
+            libc::FD_SET(fd, &mut writable);
+            ready += 1;
+        }
+        if !r.is_null() && libc::FD_ISSET(fd, r) && socket.pending_error() != 0 {
+            libc::FD_SET(fd, &mut readable);
+            ready += 1;
+        }
+        for s in [r, w, e] {
+            if !s.is_null() {
+                libc::FD_CLR(fd, s);
             }
         }
     }
@@ -59,6 +64,7 @@ unsafe fn hide_deferred(n: c_int, [r, w, e]: [*mut fd_set; 3], real_select: impl
         return result;
     }
     if result < 0 {
+        saved.restore(());
         // Only the deferred sockets are known ready; report just them.
         for s in [r, e] {
             if !s.is_null() {
@@ -70,6 +76,9 @@ unsafe fn hide_deferred(n: c_int, [r, w, e]: [*mut fd_set; 3], real_select: impl
     for fd in 0..n {
         if libc::FD_ISSET(fd, &writable) {
             libc::FD_SET(fd, w);
+        }
+        if libc::FD_ISSET(fd, &readable) {
+            libc::FD_SET(fd, r);
         }
     }
     result.max(0) + ready

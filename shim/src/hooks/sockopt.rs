@@ -127,6 +127,8 @@ pub unsafe fn get_int(value: c_int, out: *mut c_void, len: *mut socklen_t) -> c_
         return errno::fail(libc::EFAULT);
     }
     *len = n;
-    std::ptr::copy_nonoverlapping((&value as *const c_int).cast::<u8>(), out.cast::<u8>(), n as usize);
+    if n > 0 {
+        std::ptr::copy_nonoverlapping((&value as *const c_int).cast::<u8>(), out.cast::<u8>(), n as usize);
+    }
     0
 }

@@ -97,11 +97,13 @@ fn attention_or_fastopen(fd: c_int, flags: c_int) -> Option<&'static Socket> {
 /// EALREADY, even once connected (spec §7). A disabled client bit is
 /// checked first, by the real call.
 fn stale_fastopen(socket: &Socket, flags: c_int) -> Option<ssize_t> {
-    let stale = flags & MSG_FASTOPEN != 0
-        && socket.has_flag(FLAG_COOKIE_REQUESTED)
-        && socket.phase() == Phase::Kernel
-        && kernel::fastopen_sysctl().is_some_and(|v| v & TFO_CLIENT_ENABLE != 0);
-    stale.then(|| errno::fail(libc::EALREADY))
+    if flags & MSG_FASTOPEN == 0 || !socket.has_flag(FLAG_COOKIE_REQUESTED) || socket.phase() != Phase::Kernel {
+        return None;
+    }
+    let saved = Saved::take();
+    let enabled = kernel::fastopen_sysctl().is_some_and(|v| v & TFO_CLIENT_ENABLE != 0);
+    saved.restore(());
+    enabled.then(|| errno::fail(libc::EALREADY))
 }
 
 /// Sends the deferred SYN with the first data through `send_syn`, or reports
@@ -109,8 +111,13 @@ fn stale_fastopen(socket: &Socket, flags: c_int) -> Option<ssize_t> {
 /// call. If another thread is sending the SYN right now, wait for it, as the
 /// socket lock would make us.
 pub fn first_write(fd: c_int, socket: &Socket, send_syn: impl FnOnce(&SockAddr) -> ssize_t) -> Option<ssize_t> {
-    if let Some(err) = socket.take_pending_error() {
-        return Some(errno::fail(err));
+    // An error left by a disconnect: a send reports it, unless the socket
+    // was connected again and this write sends its SYN, which clears it
+    // (tcp_connect_init).
+    if !socket.phase().before_syn() {
+        if let Some(err) = socket.take_pending_error() {
+            return Some(errno::fail(err));
+        }
     }
     loop {
         match socket.begin(Phase::Deferred, Phase::Sending) {
@@ -124,6 +131,7 @@ pub fn first_write(fd: c_int, socket: &Socket, send_syn: impl FnOnce(&SockAddr) 
         }
     }
     let caller_errno = Saved::take();
+    socket.set_pending_error(0);
     let result = send_syn(&socket.endpoints().remote);
     let err = errno::get();
     match (result, err) {
@@ -204,9 +212,12 @@ unsafe fn sendfile_deferred(socket: &Socket, out: c_int, input: c_int, offset: *
         // Not seekable: the bytes could not be put back, so the SYN leaves
         // without data and the real sendfile does the rest.
         saved.restore(());
-        return first_write(out, socket, |to| real::sendto(out, std::ptr::null(), 0, MSG_FASTOPEN | libc::MSG_DONTWAIT, to.as_ptr(), to.len()))
-            .filter(|&r| r < 0 && errno::get() != libc::EINPROGRESS)
-            .unwrap_or_else(|| real::sendfile(out, input, offset, count));
+        let syn = first_write(out, socket, |to| real::sendto(out, std::ptr::null(), 0, MSG_FASTOPEN | libc::MSG_DONTWAIT, to.as_ptr(), to.len()));
+        if syn.is_some_and(|r| r < 0 && errno::get() != libc::EINPROGRESS) {
+            return -1;
+        }
+        saved.restore(());
+        return real::sendfile(out, input, offset, count);
     }
     let mut chunk = vec![0u8; count.min(SENDFILE_CHUNK)];
     let got = libc::pread(input, chunk.as_mut_ptr().cast(), chunk.len(), position);
