@@ -94,3 +94,19 @@ fn tfo_command_runs_programs_and_lists_cookies() {
     assert!(out.contains("reply: via-tfo-run\ndata in SYN acknowledged: yes"), "{out}");
     assert_eq!(counter(&out, "TcpExtTCPFastOpenActive"), Some(1), "{out}");
 }
+
+/// An asyncio event loop (epoll, non-blocking sockets) and 32 threads of
+/// blocking clients, all using the option: every request is echoed and
+/// rides in the SYN, natively and under libtfo alike.
+#[test]
+fn event_loop_and_threads_under_load() {
+    for (script, total) in [("asyncio_client.py", 200), ("threads_client.py", 320)] {
+        let path = tfo_tests::root().join("tests/programs").join(script);
+        let command = format!("python3 {}", path.display());
+        let netns = Netns { prime: true, counters: true, ..Netns::default() };
+        let shim = run(&netns, Mode::Shim, &command);
+        assert!(shim.contains(&format!("echoed {total} of {total}\ndata in SYN {total}\n")), "{script}: {shim}");
+        assert_eq!(counter(&shim, "TcpExtTCPFastOpenActive"), Some(total), "{shim}");
+        assert_eq!(shim, run(&netns, Mode::Native, &command), "{script}");
+    }
+}
