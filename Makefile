@@ -28,7 +28,7 @@ target/examples/connect_bench: bench/connect.c
 	$(CC) $(CFLAGS) -o $@ $<
 
 demo: build
-	tests/in-netns -- examples/demo.sh
+	tests/in-netns --delay 50 -- examples/demo.sh
 
 test: build
 	cargo test --release --workspace

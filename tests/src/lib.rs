@@ -48,6 +48,9 @@ pub struct Netns {
     pub capture: bool,
     /// 198.18.0.2 drops everything sent to it.
     pub blackhole: bool,
+    /// 198.18.0.2 is a Fast Open echo server in another namespace, behind
+    /// a relay that delays each packet this many milliseconds each way.
+    pub delay: Option<u32>,
     /// Extra environment for the command.
     pub env: Vec<(String, String)>,
 }
@@ -76,6 +79,9 @@ impl Netns {
         }
         if self.blackhole {
             cmd.arg("--blackhole");
+        }
+        if let Some(ms) = self.delay {
+            cmd.args(["--delay", &ms.to_string()]);
         }
         if mode != Mode::Native {
             cmd.arg("--preload").env("TFO_LIB", library());

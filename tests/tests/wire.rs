@@ -54,3 +54,23 @@ fn repeats_carry_data_in_the_syn() {
         assert_eq!(native, shim);
     }
 }
+
+/// Over a link with a 100 ms round trip (tests/in-netns --delay 50, a relay
+/// between two namespaces), the seed client under libtfo takes two round
+/// trips the first time and one on repeats: the round trip Fast Open saves.
+#[test]
+fn repeats_save_a_round_trip() {
+    let client = example("tfo_client");
+    let script = format!(
+        "for i in 1 2 3; do s=$(date +%s%N); {} 198.18.0.2 7000 hi > /dev/null; echo elapsed $((($(date +%s%N) - s) / 1000000)); done",
+        client.display()
+    );
+    let netns = Netns { delay: Some(50), ..Netns::default() };
+    let out = netns.run(Mode::Shim, &["bash", "-c", &script]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let ms: Vec<u64> = text.lines().filter_map(|l| l.strip_prefix("elapsed ")?.parse().ok()).collect();
+    assert_eq!(ms.len(), 3, "{text}");
+    assert!(ms[0] >= 200, "first connection should take two round trips: {ms:?}");
+    assert!(ms[1] >= 100 && ms[1] < 180 && ms[2] < 180, "repeats should take one round trip: {ms:?}");
+}
