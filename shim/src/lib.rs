@@ -18,6 +18,7 @@ mod errno;
 mod fdtable;
 mod hooks;
 mod kernel;
+mod lock;
 mod log;
 mod real;
 

@@ -141,9 +141,11 @@ fn has_cookie(dest: IpAddr, source: IpAddr) -> bool {
 /// sendto(MSG_FASTOPEN) is exactly that connect: a cookie-request SYN,
 /// EINPROGRESS when non-blocking, the handshake's result when blocking.
 unsafe fn request_cookie(fd: c_int, socket: &Socket, addr: *const sockaddr, len: socklen_t) -> c_int {
-    // The SYN leaves now, and tcp_connect_init() clears an old sk_err.
-    socket.set_pending_error(0);
     let r = real::sendto(fd, std::ptr::null(), 0, MSG_FASTOPEN | libc::MSG_NOSIGNAL, addr, len);
+    if r == 0 || errno::get() == libc::EINPROGRESS {
+        // The SYN left, and tcp_connect_init() cleared any old sk_err.
+        socket.set_pending_error(0);
+    }
     if r < 0 && errno::get() == libc::EOPNOTSUPP {
         // Client Fast Open is off in this netns. The kernel's connect() does
         // not check that, so a plain connect is what it would do.

@@ -9,21 +9,26 @@
 //! events and data, and from then on the kernel reports everything.
 //!
 //! Only registrations of sockets libtfo tracks are recorded, and epoll
-//! instances holding one are tracked too, so closing them is seen. When no
-//! registration is held anywhere, epoll_wait costs one load on top of the
-//! real call.
+//! instances holding one are tracked too, so closing them is seen. Each
+//! record remembers the fd-table entries of its socket and instance: a
+//! number closed behind our back and reused no longer matches, and its
+//! record is dropped, never reported or re-added. When no registration is
+//! held anywhere, epoll_wait costs one load on top of the real call.
 
 use super::still_unsent;
 use crate::deferred::Socket;
 use crate::errno::{self, Saved};
+use crate::lock::OwnedLock;
 use crate::{fdtable, real};
 use libc::{c_int, epoll_event, sigset_t, timespec, EPOLLET, EPOLLONESHOT, EPOLLOUT, EPOLLWRNORM};
-use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 struct Registration {
     epfd: c_int,
     fd: c_int,
+    /// The fd-table entries of `fd` and `epfd` when registered.
+    socket: usize,
+    instance: usize,
     event: epoll_event,
     /// Removed from the kernel's instance while the SYN has not left.
     held: bool,
@@ -34,7 +39,7 @@ struct Registration {
 // SAFETY: plain data (epoll_event holds a u64 the kernel never dereferences).
 unsafe impl Send for Registration {}
 
-static REGISTRY: Mutex<Vec<Registration>> = Mutex::new(Vec::new());
+static REGISTRY: OwnedLock<Vec<Registration>> = OwnedLock::new(Vec::new());
 /// Registrations currently held; 0 keeps epoll_wait on its fast path.
 static HELD: AtomicUsize = AtomicUsize::new(0);
 /// Registrations recorded at all; 0 lets connect/close skip the registry.
@@ -75,9 +80,67 @@ fn held_somewhere() -> Option<()> {
     (HELD.load(Ordering::Relaxed) != 0).then_some(())
 }
 
+/// The identity of `fd`'s fd-table entry (0 when untracked).
+fn entry_of(fd: c_int) -> usize {
+    fdtable::lookup(fd).map_or(0, |s| s as *const Socket as usize)
+}
+
+impl Registration {
+    /// Both numbers still name what they named at registration.
+    fn current(&self) -> bool {
+        self.socket != 0 && entry_of(self.fd) == self.socket && entry_of(self.epfd) == self.instance
+    }
+
+    fn is(&self, fd: c_int) -> bool {
+        self.fd == fd && self.current()
+    }
+
+    /// The kernel must not see this registration while the SYN has not left.
+    fn hold(&mut self) {
+        if !self.held {
+            // SAFETY: DEL takes no event.
+            unsafe { real::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, self.fd, std::ptr::null_mut()) };
+            self.held = true;
+            self.reported = false;
+            HELD.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Back to the kernel, with the program's events and data.
+    fn release(&mut self) {
+        if self.held {
+            // SAFETY: the event is a valid epoll_event owned by the record.
+            unsafe { real::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, self.fd, &mut self.event) };
+            self.held = false;
+            HELD.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A one-shot registration that already reported its event.
+    fn disarmed(&self) -> bool {
+        self.reported && self.event.events & EPOLLONESHOT as u32 != 0
+    }
+}
+
+/// Removes records that `keep` rejects, keeping the counters right.
+fn retain(registry: &mut Vec<Registration>, keep: impl Fn(&Registration) -> bool) {
+    registry.retain(|r| {
+        if keep(r) {
+            return true;
+        }
+        RECORDED.fetch_sub(1, Ordering::Relaxed);
+        if r.held {
+            HELD.fetch_sub(1, Ordering::Relaxed);
+        }
+        false
+    });
+}
+
 unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event, socket: &Socket) -> c_int {
     let saved = Saved::take();
-    let mut registry = REGISTRY.lock();
+    // Re-entered from a signal handler: leave the bookkeeping alone.
+    let Some(mut registry) = REGISTRY.lock() else { return real::epoll_ctl(epfd, op, fd, event) };
+    retain(&mut registry, Registration::current);
     let position = registry.iter().position(|r| r.epfd == epfd && r.fd == fd);
     match (op, position.filter(|&i| registry[i].held)) {
         // Held registrations exist only here; answer as the kernel would.
@@ -88,16 +151,12 @@ unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event, so
             reg.event = *event;
             reg.reported = false;
             if matches!(synthesized(reg), Held::Release) {
-                real::epoll_ctl(reg.epfd, libc::EPOLL_CTL_ADD, reg.fd, &mut reg.event);
-                reg.held = false;
-                HELD.fetch_sub(1, Ordering::Relaxed);
+                reg.release();
             }
             saved.restore(0)
         }
-        (libc::EPOLL_CTL_DEL, Some(i)) => {
-            registry.remove(i);
-            HELD.fetch_sub(1, Ordering::Relaxed);
-            RECORDED.fetch_sub(1, Ordering::Relaxed);
+        (libc::EPOLL_CTL_DEL, Some(_)) => {
+            retain(&mut registry, |r| !(r.epfd == epfd && r.fd == fd));
             saved.restore(0)
         }
         _ => {
@@ -110,18 +169,23 @@ unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event, so
                 (libc::EPOLL_CTL_ADD, _) => {
                     // Closing the epoll instance must reach us to drop its records.
                     fdtable::mark(epfd);
-                    registry.push(Registration { epfd, fd, event: *event, held: false, reported: false });
-                    RECORDED.fetch_add(1, Ordering::Relaxed);
+                    let mut reg = Registration {
+                        epfd,
+                        fd,
+                        socket: socket as *const Socket as usize,
+                        instance: entry_of(epfd),
+                        event: *event,
+                        held: false,
+                        reported: false,
+                    };
                     if socket.phase().before_syn() && still_unsent(fd, socket) {
-                        let last = registry.len() - 1;
-                        hold_one(&mut registry[last]);
+                        reg.hold();
                     }
+                    registry.push(reg);
+                    RECORDED.fetch_add(1, Ordering::Relaxed);
                 }
                 (libc::EPOLL_CTL_MOD, Some(i)) => registry[i].event = *event,
-                (libc::EPOLL_CTL_DEL, Some(i)) => {
-                    registry.remove(i);
-                    RECORDED.fetch_sub(1, Ordering::Relaxed);
-                }
+                (libc::EPOLL_CTL_DEL, Some(_)) => retain(&mut registry, |r| !(r.epfd == epfd && r.fd == fd)),
                 _ => {}
             }
             saved.restore(0)
@@ -129,61 +193,45 @@ unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event, so
     }
 }
 
-/// The kernel must not see this registration while the SYN has not left.
-fn hold_one(reg: &mut Registration) {
-    if !reg.held {
-        // SAFETY: DEL takes no event.
-        unsafe { real::epoll_ctl(reg.epfd, libc::EPOLL_CTL_DEL, reg.fd, std::ptr::null_mut()) };
-        reg.held = true;
-        reg.reported = false;
-        HELD.fetch_add(1, Ordering::Relaxed);
+/// Runs `f` on the registry when it may be needed and this thread can take
+/// it; errno is kept.
+fn with_registry(needed: &AtomicUsize, f: impl FnOnce(&mut Vec<Registration>)) {
+    if needed.load(Ordering::Relaxed) == 0 {
+        return;
     }
+    let saved = Saved::take();
+    if let Some(mut registry) = REGISTRY.lock() {
+        f(&mut registry);
+    }
+    saved.restore(())
 }
 
 /// `fd` was just deferred: hold its registrations.
 pub fn hold(fd: c_int) {
-    if RECORDED.load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    let saved = Saved::take();
-    REGISTRY.lock().iter_mut().filter(|r| r.fd == fd).for_each(hold_one);
-    saved.restore(())
+    with_registry(&RECORDED, |registry| registry.iter_mut().filter(|r| r.is(fd)).for_each(Registration::hold));
 }
 
-/// `fd`'s SYN left: give its registrations back to the kernel, with the
-/// program's events and data.
+/// `fd`'s SYN left: give its registrations back to the kernel (a one-shot
+/// registration that fired stays quiet until EPOLL_CTL_MOD).
 pub fn release(fd: c_int) {
-    if HELD.load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    let saved = Saved::take();
-    for reg in REGISTRY.lock().iter_mut().filter(|r| r.fd == fd && r.held && !disarmed(r)) {
-        // SAFETY: the event is a valid epoll_event owned by the record.
-        unsafe { real::epoll_ctl(reg.epfd, libc::EPOLL_CTL_ADD, reg.fd, &mut reg.event) };
-        reg.held = false;
-        HELD.fetch_sub(1, Ordering::Relaxed);
-    }
-    saved.restore(())
+    with_registry(&HELD, |registry| {
+        registry.iter_mut().filter(|r| r.is(fd) && !r.disarmed()).for_each(Registration::release)
+    });
 }
 
-/// `fd` (a socket or an epoll instance) is being closed: drop its records.
-pub fn forget(fd: c_int) {
-    if RECORDED.load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    // close() may run in a signal handler that interrupted a thread holding
-    // the lock: then leave the records; epoll_wait drops stale ones.
-    let Some(mut registry) = REGISTRY.try_lock() else { return };
-    registry.retain(|r| {
-        let gone = r.fd == fd || r.epfd == fd;
-        if gone {
-            RECORDED.fetch_sub(1, Ordering::Relaxed);
-            if r.held {
-                HELD.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        !gone
+/// `fd` was disconnected before its SYN left: the kernel would wake its
+/// watchers with the new state, so edge-triggered ones report again.
+pub fn rearm(fd: c_int) {
+    with_registry(&HELD, |registry| {
+        registry.iter_mut().filter(|r| r.is(fd) && r.held && !r.disarmed()).for_each(|r| r.reported = false)
     });
+}
+
+/// `fd` (a socket or an epoll instance) is being closed or replaced: drop
+/// its records. Records this cannot reach (a signal handler interrupted the
+/// lock's owner) no longer match their entries and are dropped later.
+pub fn forget(fd: c_int) {
+    with_registry(&RECORDED, |registry| retain(registry, |r| r.fd != fd && r.epfd != fd));
 }
 
 /// What becomes of a held registration at this epoll_wait.
@@ -193,8 +241,7 @@ enum Held {
     /// Nothing left to hide (the SYN left, perhaps from another process, or
     /// the pending error was read): give it back to the kernel.
     Release,
-    /// The fd is no longer a socket libtfo tracks (closed behind our back):
-    /// the record is stale and is dropped.
+    /// Its fd no longer names the socket it registered: drop the record.
     Drop,
 }
 
@@ -202,44 +249,44 @@ enum Held {
 /// is unread). After a disconnect, until the error is read: what the kernel
 /// reports for CLOSE with sk_err set.
 fn synthesized(reg: &Registration) -> Held {
+    if !reg.current() {
+        return Held::Drop;
+    }
     let Some(socket) = fdtable::lookup(reg.fd) else { return Held::Drop };
+    let unsent = still_unsent(reg.fd, socket);
+    if !reg.current() {
+        return Held::Drop; // still_unsent found the number reused and forgot it
+    }
     let wanted = reg.event.events & REPORTED_MASK;
     let error = if socket.pending_error() != 0 { libc::EPOLLERR as u32 } else { 0 };
-    if still_unsent(reg.fd, socket) {
+    if unsent {
         Held::Report(wanted | error)
     } else if error != 0 {
-        Held::Report(wanted | (libc::EPOLLERR | libc::EPOLLHUP) as u32)
-    } else if disarmed(reg) {
-        // A one-shot registration that fired stays quiet until EPOLL_CTL_MOD.
+        Held::Report(wanted | error | libc::EPOLLHUP as u32)
+    } else if reg.disarmed() {
         Held::Report(0)
     } else {
         Held::Release
     }
 }
 
-/// A one-shot registration that already reported its event.
-fn disarmed(reg: &Registration) -> bool {
-    reg.reported && reg.event.events & EPOLLONESHOT as u32 != 0
-}
+/// fork() handlers: the child must not inherit a lock held by a thread that
+/// does not exist there.
+static LOCKED_FOR_FORK: AtomicBool = AtomicBool::new(false);
 
-/// `fd` was disconnected before its SYN left: the kernel would wake its
-/// watchers with the new state, so edge-triggered ones report again.
-pub fn rearm(fd: c_int) {
-    if HELD.load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    REGISTRY.lock().iter_mut().filter(|r| r.fd == fd && r.held).for_each(|r| r.reported = false);
-}
-
-/// fork() handlers: the registry must not be copied while another thread
-/// holds its lock, or the child could never take it.
 pub fn before_fork() {
-    std::mem::forget(REGISTRY.lock());
+    LOCKED_FOR_FORK.store(REGISTRY.hold_for_fork(), Ordering::Relaxed);
 }
 
-pub fn after_fork() {
-    // SAFETY: before_fork took the lock in this thread and leaked the guard.
-    unsafe { REGISTRY.force_unlock() }
+pub fn after_fork_in_parent() {
+    if LOCKED_FOR_FORK.load(Ordering::Relaxed) {
+        REGISTRY.release_after_fork();
+    }
+}
+
+pub fn after_fork_in_child() {
+    crate::lock::forget_tid_after_fork();
+    REGISTRY.reset_after_fork();
 }
 
 /// epoll_wait with the held registrations of `epfd` answered here.
@@ -253,7 +300,6 @@ unsafe fn wait(
         return real_wait(events, max, false);
     }
     let saved = Saved::take();
-    let mut ready = 0usize;
     // Leave the kernel at least one slot, so that held level-triggered
     // registrations cannot starve the program's other fds; with a single
     // slot, take turns, the kernel's turn without waiting.
@@ -265,58 +311,47 @@ unsafe fn wait(
         saved.restore(());
     }
     let limit = if max > 1 { max as usize - 1 } else { 1 };
-    {
-        let mut registry = REGISTRY.lock();
-        for reg in registry.iter_mut().filter(|r| r.epfd == epfd && r.held) {
-            if ready == limit {
-                break;
+    let mut ready = 0usize;
+    if let Some(mut registry) = REGISTRY.lock() {
+        let mut reported_now = Vec::new();
+        for (i, reg) in registry.iter_mut().enumerate() {
+            if reg.epfd != epfd || !reg.held {
+                continue;
             }
             let mask = match synthesized(reg) {
                 Held::Report(mask) => mask,
                 Held::Release => {
-                    real::epoll_ctl(reg.epfd, libc::EPOLL_CTL_ADD, reg.fd, &mut reg.event);
-                    reg.held = false;
-                    HELD.fetch_sub(1, Ordering::Relaxed);
+                    reg.release();
                     continue;
                 }
                 Held::Drop => {
-                    reg.held = false;
-                    reg.fd = -1; // removed below
-                    HELD.fetch_sub(1, Ordering::Relaxed);
+                    reg.socket = 0; // removed below
                     continue;
                 }
             };
             let once = reg.event.events & (EPOLLET | EPOLLONESHOT) as u32 != 0;
-            if mask == 0 || (once && reg.reported) {
+            if mask == 0 || (once && reg.reported) || ready == limit {
                 continue;
             }
             reg.reported = true;
             *events.add(ready) = epoll_event { events: mask, u64: reg.event.u64 };
             ready += 1;
+            reported_now.push(i);
         }
-        let before = registry.len();
-        registry.retain(|r| r.fd >= 0);
-        RECORDED.fetch_sub(before - registry.len(), Ordering::Relaxed);
-        // Round robin: those just reported go to the back of the line.
-        let mut reported: Vec<Registration> = Vec::new();
-        if ready > 0 && ready == limit {
-            let mut i = 0;
-            while i < registry.len() {
-                if registry[i].epfd == epfd && registry[i].held && registry[i].reported {
-                    reported.push(registry.remove(i));
-                } else {
-                    i += 1;
-                }
+        // Round robin: those reported by this call go to the back of the line.
+        if ready == limit {
+            for (moved, i) in reported_now.into_iter().enumerate() {
+                let reg = registry.remove(i - moved);
+                registry.push(reg);
             }
-            registry.extend(reported);
         }
+        retain(&mut registry, |r| r.socket != 0);
     }
     saved.restore(());
     let room = max - ready as c_int;
     if room == 0 {
         return ready as c_int;
     }
-    let saved = Saved::take();
     let r = real_wait(events.add(ready), room, ready > 0);
     match r {
         // Only the held registrations are known ready: report just them.

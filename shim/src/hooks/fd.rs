@@ -90,18 +90,20 @@ pub fn install_fork_handlers() {
 }
 
 extern "C" fn prepare_fork() {
+    let saved = crate::errno::Saved::take();
     super::epoll::before_fork();
+    saved.restore(())
 }
 
 extern "C" fn parent_after_fork() {
-    super::epoll::after_fork();
+    super::epoll::after_fork_in_parent();
 }
 
 /// In the child only the forking thread exists: a transition another thread
 /// owned would never finish. Settle each from the kernel socket's state.
 extern "C" fn child_after_fork() {
-    super::epoll::after_fork();
     let saved = crate::errno::Saved::take();
+    super::epoll::after_fork_in_child();
     for fd in 0..=fdtable::highest() {
         let Some(socket) = fdtable::lookup(fd) else { continue };
         match socket.phase() {

@@ -56,9 +56,9 @@ unsafe fn hide_deferred(fds: *mut pollfd, n: nfds_t, real_poll: impl FnOnce(bool
     let saved = crate::errno::Saved::take();
     let mut ready = 0;
     for (i, p) in entries.iter_mut().enumerate() {
-        if unsent(p.fd).is_some_and(|socket| still_unsent(p.fd, socket)) {
+        if let Some(socket) = unsent(p.fd).filter(|socket| still_unsent(p.fd, socket)) {
             hidden[i / 64] |= 1 << (i % 64);
-            ready += (p.events & DEFERRED_MASK != 0) as c_int;
+            ready += (p.events & DEFERRED_MASK != 0 || socket.pending_error() != 0) as c_int;
             p.fd = !p.fd; // negative: ignored by the kernel, restored below
         }
     }

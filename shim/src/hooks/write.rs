@@ -131,9 +131,12 @@ pub fn first_write(fd: c_int, socket: &Socket, send_syn: impl FnOnce(&SockAddr) 
         }
     }
     let caller_errno = Saved::take();
-    socket.set_pending_error(0);
     let result = send_syn(&socket.endpoints().remote);
     let err = errno::get();
+    if !(result == -1 && err == libc::EOPNOTSUPP) {
+        // The SYN left: tcp_connect_init() cleared any old error.
+        socket.set_pending_error(0);
+    }
     match (result, err) {
         // Client Fast Open was switched off after connect(): the kernel's
         // socket stays deferred in SYN_SENT and so does ours.

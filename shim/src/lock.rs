@@ -1,0 +1,103 @@
+//! A small lock for libtfo's rare shared structures (the epoll registry),
+//! made for life inside other programs:
+//!
+//! * it knows its owner thread, so a signal handler that interrupts the
+//!   owner and needs the lock is told no instead of deadlocking;
+//! * a fork child resets it: the thread that held it does not exist there.
+//!   (parking_lot's and std's mutexes can be neither asked nor reset.)
+//!
+//! Contention is rare and short, so waiters just yield.
+
+use std::cell::{Cell, UnsafeCell};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+pub struct OwnedLock<T> {
+    /// Thread id of the owner; 0 when free.
+    owner: AtomicI32,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: `value` is only reached through a guard, and one guard exists at
+// a time (the owner word).
+unsafe impl<T: Send> Sync for OwnedLock<T> {}
+
+thread_local! {
+    /// This thread's id; 0 until first asked (and again after fork).
+    static TID: Cell<i32> = const { Cell::new(0) };
+}
+
+fn current_tid() -> i32 {
+    TID.with(|tid| {
+        if tid.get() == 0 {
+            // SAFETY: gettid has no preconditions.
+            tid.set(unsafe { libc::gettid() });
+        }
+        tid.get()
+    })
+}
+
+/// After fork the child's thread has a new id.
+pub fn forget_tid_after_fork() {
+    TID.with(|tid| tid.set(0));
+}
+
+pub struct Guard<'a, T> {
+    lock: &'a OwnedLock<T>,
+}
+
+impl<T> OwnedLock<T> {
+    pub const fn new(value: T) -> Self {
+        OwnedLock { owner: AtomicI32::new(0), value: UnsafeCell::new(value) }
+    }
+
+    /// The lock, or `None` if this thread already holds it (a signal
+    /// handler that interrupted the owner).
+    pub fn lock(&self) -> Option<Guard<'_, T>> {
+        let me = current_tid();
+        loop {
+            match self.owner.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Some(Guard { lock: self }),
+                Err(owner) if owner == me => return None,
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    }
+
+    /// In a fork child: whoever held the lock is gone.
+    pub fn reset_after_fork(&self) {
+        self.owner.store(0, Ordering::Release);
+    }
+
+    /// Takes the lock for fork's prepare handler and leaves it held; false
+    /// if this thread already held it (then the parent must not release it).
+    pub fn hold_for_fork(&self) -> bool {
+        self.lock().map(std::mem::forget).is_some()
+    }
+
+    /// Parent side after fork: releases what `hold_for_fork` took.
+    pub fn release_after_fork(&self) {
+        self.owner.store(0, Ordering::Release);
+    }
+}
+
+impl<T> Deref for Guard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard is the only access while it lives.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for Guard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as above.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for Guard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.owner.store(0, Ordering::Release);
+    }
+}
