@@ -101,3 +101,36 @@ impl<T> Drop for Guard<'_, T> {
         self.lock.owner.store(0, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_is_told_no_instead_of_deadlocking() {
+        let lock = OwnedLock::new(5);
+        let guard = lock.lock().unwrap();
+        assert!(lock.lock().is_none());
+        drop(guard);
+        assert_eq!(*lock.lock().unwrap(), 5);
+    }
+
+    #[test]
+    fn threads_take_turns() {
+        static COUNT: OwnedLock<u64> = OwnedLock::new(0);
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..10_000).for_each(|_| *COUNT.lock().unwrap() += 1)))
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(*COUNT.lock().unwrap(), 40_000);
+    }
+
+    #[test]
+    fn a_fork_child_can_reset_a_held_lock() {
+        let lock = OwnedLock::new(());
+        assert!(lock.hold_for_fork());
+        assert!(!lock.hold_for_fork()); // already ours: the parent must not release twice
+        lock.reset_after_fork();
+        assert!(lock.lock().is_some());
+    }
+}
