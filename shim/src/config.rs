@@ -41,20 +41,26 @@ pub fn get() -> Config {
 /// Reads the environment. Called from the library constructor.
 pub fn init() {
     let secure = secure_mode();
-    let backend = setting(secure, ENV_BACKEND, parse_backend, "emulate or kernel", DEFAULT.backend);
-    let log = setting(secure, ENV_LOG, parse_log, "quiet, warn or debug", DEFAULT.log);
+    let (backend, bad_backend) = setting(secure, ENV_BACKEND, parse_backend, DEFAULT.backend);
+    let (log, bad_log) = setting(secure, ENV_LOG, parse_log, DEFAULT.log);
     let _ = CONFIG.set(Config { backend, log });
+    // Warned once the configuration is in place, so TFO_LOG=quiet is obeyed.
+    if let Some(value) = bad_backend {
+        crate::log::warning!("ignoring {ENV_BACKEND}={value:?} (expected emulate or kernel); using emulate");
+    }
+    if let Some(value) = bad_log {
+        crate::log::warning!("ignoring {ENV_LOG}={value:?} (expected quiet, warn or debug); using warn");
+    }
 }
 
-/// One variable's value, or the default with a one-line warning when it is
-/// not understood (the warning uses the default log level).
-fn setting<T>(secure: bool, name: &str, parse: fn(&str) -> Option<T>, expected: &str, default: T) -> T {
-    let Some(value) = std::env::var_os(name).filter(|_| !secure) else { return default };
-    let value = value.to_string_lossy();
-    parse(&value).unwrap_or_else(|| {
-        crate::log::warning!("ignoring {name}={value:?} (expected {expected}); using the default");
-        default
-    })
+/// One variable's value, or the default and the value not understood.
+fn setting<T>(secure: bool, name: &str, parse: fn(&str) -> Option<T>, default: T) -> (T, Option<String>) {
+    let Some(value) = std::env::var_os(name).filter(|_| !secure) else { return (default, None) };
+    let value = value.to_string_lossy().into_owned();
+    match parse(&value) {
+        Some(v) => (v, None),
+        None => (default, Some(value)),
+    }
 }
 
 pub fn parse_backend(value: &str) -> Option<Backend> {

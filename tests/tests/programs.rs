@@ -110,3 +110,25 @@ fn event_loop_and_threads_under_load() {
         assert_eq!(shim, run(&netns, Mode::Native, &command), "{script}");
     }
 }
+
+/// A bad setting earns one line on stderr and the default; TFO_LOG=quiet
+/// silences it; stdout is never touched.
+#[test]
+fn bad_configuration_warns_once_on_stderr() {
+    let run_with = |vars: &[(&str, &str)]| {
+        let out = std::process::Command::new("/bin/echo")
+            .arg("unchanged")
+            .env("LD_PRELOAD", tfo_tests::library())
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (stdout, stderr) = run_with(&[("TFO_BACKEND", "bogus")]);
+    assert_eq!(stdout, "unchanged\n");
+    assert_eq!(stderr, "libtfo: ignoring TFO_BACKEND=\"bogus\" (expected emulate or kernel); using emulate\n");
+    let (stdout, stderr) = run_with(&[("TFO_BACKEND", "bogus"), ("TFO_LOG", "quiet")]);
+    assert_eq!((stdout.as_str(), stderr.as_str()), ("unchanged\n", ""));
+    let (_, stderr) = run_with(&[("TFO_LOG", "loud")]);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
