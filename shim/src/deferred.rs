@@ -97,6 +97,17 @@ impl SockAddr {
         self.len = len.min(Self::MAX_LEN);
     }
 
+    /// The IP address, for an AF_INET or AF_INET6 address.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        // SAFETY: the storage holds `len` initialised bytes (at most MAX_LEN).
+        unsafe { crate::kernel::ip_of(self.as_ptr(), self.len) }
+    }
+
+    /// The port in host order (sin_port and sin6_port share an offset).
+    pub fn port(&self) -> u16 {
+        u16::from_be(self.storage.sin6_port)
+    }
+
     /// Replaces the IP address, keeping family, port and the rest.
     pub fn set_ip(&mut self, ip: std::net::IpAddr) {
         match ip {

@@ -118,7 +118,7 @@ pub unsafe fn ip_of(addr: *const sockaddr, len: socklen_t) -> Option<IpAddr> {
 }
 
 /// getsockname() of `fd`.
-fn local_address(fd: c_int) -> Option<SockAddr> {
+pub fn local_address(fd: c_int) -> Option<SockAddr> {
     let mut local = SockAddr::empty();
     let mut len = SockAddr::MAX_LEN;
     // SAFETY: `local` has room for MAX_LEN bytes.
@@ -128,23 +128,12 @@ fn local_address(fd: c_int) -> Option<SockAddr> {
     })
 }
 
-/// The local IP of `fd` (wildcard until bound or connected).
-fn local_ip(fd: c_int) -> Option<IpAddr> {
-    let local = local_address(fd)?;
-    // SAFETY: `local` holds `len` valid bytes.
-    unsafe { ip_of(local.as_ptr(), local.len()) }
-}
-
-/// The local address of `fd` with a port, binding the wildcard address to
-/// port 0 first if the socket has none: the kernel's connect() assigns the
-/// port before it defers, and keeps it after a disconnect. `None` when no
-/// port is free (the kernel's connect would then fail, and reports it).
-pub fn local_port(fd: c_int, family: c_int) -> Option<SockAddr> {
-    let local = local_address(fd)?;
-    // SAFETY: sin_port and sin6_port sit at the same offset; `local` holds a
-    // sockaddr of the socket's family.
-    let port = unsafe { (*(local.as_ptr() as *const libc::sockaddr_in)).sin_port };
-    if port != 0 {
+/// `local` (the socket's getsockname()) with a port, binding the wildcard
+/// address to port 0 first if it has none: the kernel's connect() assigns
+/// the port before it defers, and keeps it after a disconnect. `None` when
+/// no port is free (the kernel's connect would then fail, and reports it).
+pub fn with_local_port(fd: c_int, family: c_int, local: SockAddr) -> Option<SockAddr> {
+    if local.port() != 0 {
         return Some(local);
     }
     let mut any = SockAddr::empty();
@@ -166,14 +155,15 @@ pub fn local_port(fd: c_int, family: c_int) -> Option<SockAddr> {
 }
 
 /// The source address the kernel will use for `fd` towards `dest`: the bound
-/// address if there is one, else the one routing picks. Routing is asked by
-/// connecting a throwaway UDP socket, which sends nothing. `None` means no
-/// route (or no address): the caller lets the kernel connect and report it.
+/// address in `local` (its getsockname()) if there is one, else the one
+/// routing picks. Routing is asked by connecting a throwaway UDP socket,
+/// which sends nothing. `None` means no route (or no address): the caller
+/// lets the kernel connect and report it.
 ///
 /// # Safety
 /// `dest` must be readable for `len` bytes.
-pub unsafe fn source_for(fd: c_int, family: c_int, dest: *const sockaddr, len: socklen_t) -> Option<IpAddr> {
-    if let Some(ip) = local_ip(fd).filter(|ip| !ip.is_unspecified()) {
+pub unsafe fn source_for(fd: c_int, local: &SockAddr, family: c_int, dest: *const sockaddr, len: socklen_t) -> Option<IpAddr> {
+    if let Some(ip) = local.ip().filter(|ip| !ip.is_unspecified()) {
         return Some(ip);
     }
     let probe = real::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
@@ -190,7 +180,7 @@ pub unsafe fn source_for(fd: c_int, family: c_int, dest: *const sockaddr, len: s
             real::setsockopt(probe, libc::SOL_SOCKET, option, value.as_ptr().cast(), vlen);
         }
     }
-    let source = if real::connect(probe, dest, len) == 0 { local_ip(probe) } else { None };
+    let source = if real::connect(probe, dest, len) == 0 { local_address(probe).and_then(|a| a.ip()) } else { None };
     real::close(probe);
     source
 }

@@ -82,8 +82,7 @@ unsafe fn connect_fastopen(fd: c_int, socket: &Socket, addr: *const sockaddr, le
     // Only a well-formed address of the socket's own family is ours; the
     // kernel answers the rest (EINVAL, EAFNOSUPPORT, AF_UNSPEC disconnect).
     let family = socket.family();
-    let destination = kernel::ip_of(addr, len).filter(|_| c_int::from((*addr).sa_family) == family).map(|ip| (family, ip));
-    let Some((family, ip)) = destination else {
+    let Some(ip) = kernel::ip_of(addr, len).filter(|_| c_int::from((*addr).sa_family) == family) else {
         saved.restore(());
         return real::connect(fd, addr, len);
     };
@@ -108,13 +107,14 @@ unsafe fn connect_fastopen(fd: c_int, socket: &Socket, addr: *const sockaddr, le
 /// there is no deferral, and the kernel's connect reports the error itself.
 /// Returns the local address a deferred socket reports.
 unsafe fn deferral(fd: c_int, family: c_int, addr: *const sockaddr, len: socklen_t, dest: IpAddr) -> Option<SockAddr> {
-    let source = kernel::source_for(fd, family, addr, len)?;
+    let local = kernel::local_address(fd)?;
+    let source = kernel::source_for(fd, &local, family, addr, len)?;
     // The cookie first: with one (the common case) the no-cookie knobs do
     // not matter, and reading them costs four system calls.
     if !has_cookie(dest, source) && !no_cookie_mode(fd) {
         return None;
     }
-    let mut local = kernel::local_port(fd, family)?;
+    let mut local = kernel::with_local_port(fd, family, local)?;
     local.set_ip(source);
     Some(local)
 }

@@ -5,10 +5,9 @@
 //! execl, execlp and execle are variadic and live in variadic.c, which calls
 //! these.
 
-use super::write::first_write;
+use super::write::syn_without_data;
 use super::unsent;
 use crate::errno::Saved;
-use crate::kernel::MSG_FASTOPEN;
 use crate::{fdtable, real};
 use libc::{c_char, c_int, c_void, pid_t};
 
@@ -22,9 +21,7 @@ fn complete_inherited() {
         if fd_flags < 0 || fd_flags & libc::FD_CLOEXEC != 0 {
             continue;
         }
-        first_write(fd, socket, |to| unsafe {
-            real::sendto(fd, std::ptr::null(), 0, MSG_FASTOPEN | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL, to.as_ptr(), to.len())
-        });
+        syn_without_data(fd, socket, libc::MSG_NOSIGNAL);
     }
     saved.restore(())
 }

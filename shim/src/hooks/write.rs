@@ -13,26 +13,26 @@ use libc::{c_int, c_uint, c_void, iovec, loff_t, mmsghdr, msghdr, off_t, size_t,
 export_fd! {
     fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t,
     if let Some(socket) = attention(fd) => {
-        first_write(fd, socket, |to| real::sendto(fd, buf, len, MSG_FASTOPEN, to.as_ptr(), to.len()))
+        first_write(fd, socket, syn_sendto(fd, buf, len, 0))
             .unwrap_or_else(|| real::write(fd, buf, len))
     }
 
     fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t,
     if let Some(socket) = attention_or_fastopen(fd, flags) => {
-        stale_fastopen(socket, flags).or_else(|| first_write(fd, socket, |to| real::sendto(fd, buf, len, flags | MSG_FASTOPEN, to.as_ptr(), to.len())))
+        stale_fastopen(socket, flags).or_else(|| first_write(fd, socket, syn_sendto(fd, buf, len, flags)))
             .unwrap_or_else(|| real::send(fd, buf, len, flags))
     }
 
     /// A deferred socket ignores the address given here and uses connect()'s.
     fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t,
     if let Some(socket) = attention_or_fastopen(fd, flags) => {
-        stale_fastopen(socket, flags).or_else(|| first_write(fd, socket, |to| real::sendto(fd, buf, len, flags | MSG_FASTOPEN, to.as_ptr(), to.len())))
+        stale_fastopen(socket, flags).or_else(|| first_write(fd, socket, syn_sendto(fd, buf, len, flags)))
             .unwrap_or_else(|| real::sendto(fd, buf, len, flags, addr, alen))
     }
 
     fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t,
     if let Some(socket) = attention_or_fastopen(fd, flags).filter(|_| !msg.is_null()) => {
-        stale_fastopen(socket, flags).or_else(|| first_write(fd, socket, |to| real::sendmsg(fd, &addressed(*msg, to), flags | MSG_FASTOPEN)))
+        stale_fastopen(socket, flags).or_else(|| first_write(fd, socket, syn_sendmsg(fd, *msg, flags)))
             .unwrap_or_else(|| real::sendmsg(fd, msg, flags))
     }
 
@@ -42,7 +42,7 @@ export_fd! {
         let mut msg: msghdr = std::mem::zeroed();
         msg.msg_iov = iov as *mut iovec;
         msg.msg_iovlen = count as _;
-        first_write(fd, socket, |to| real::sendmsg(fd, &addressed(msg, to), MSG_FASTOPEN))
+        first_write(fd, socket, syn_sendmsg(fd, msg, 0))
             .unwrap_or_else(|| real::writev(fd, iov, count))
     }
 
@@ -52,7 +52,7 @@ export_fd! {
     fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, count: c_uint, flags: c_int) -> c_int,
     if let Some(socket) = attention(fd).filter(|_| !msgs.is_null() && count > 0) => {
         let first = &mut *msgs;
-        match first_write(fd, socket, |to| real::sendmsg(fd, &addressed(first.msg_hdr, to), flags | MSG_FASTOPEN)) {
+        match first_write(fd, socket, syn_sendmsg(fd, first.msg_hdr, flags)) {
             None => real::sendmmsg(fd, msgs, count, flags),
             Some(r) if r < 0 => r as c_int,
             Some(r) => {
@@ -157,11 +157,29 @@ pub fn first_write(fd: c_int, socket: &Socket, send_syn: impl FnOnce(&SockAddr) 
     Some(result)
 }
 
-/// `msg` sent to the recorded destination instead of its own address.
-fn addressed(mut msg: msghdr, to: &SockAddr) -> msghdr {
-    msg.msg_name = to.as_ptr() as *mut c_void;
-    msg.msg_namelen = to.len();
-    msg
+/// The first write as sendto(): `len` bytes at `buf` to the recorded
+/// destination, with MSG_FASTOPEN added to `flags`.
+fn syn_sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> impl FnOnce(&SockAddr) -> ssize_t {
+    // SAFETY: the caller's buffer contract is passed on to sendto unchanged.
+    move |to| unsafe { real::sendto(fd, buf, len, flags | MSG_FASTOPEN, to.as_ptr(), to.len()) }
+}
+
+/// Sends the deferred SYN now, without data and without waiting (before
+/// exec, or when data could not be taken back): EINPROGRESS is the usual
+/// answer. `None` when the SYN had already left.
+pub fn syn_without_data(fd: c_int, socket: &Socket, flags: c_int) -> Option<ssize_t> {
+    first_write(fd, socket, syn_sendto(fd, std::ptr::null(), 0, flags | libc::MSG_DONTWAIT))
+}
+
+/// The first write as sendmsg(): `msg` to the recorded destination instead
+/// of its own address, with MSG_FASTOPEN added to `flags`.
+fn syn_sendmsg(fd: c_int, mut msg: msghdr, flags: c_int) -> impl FnOnce(&SockAddr) -> ssize_t {
+    move |to| {
+        msg.msg_name = to.as_ptr() as *mut c_void;
+        msg.msg_namelen = to.len();
+        // SAFETY: the caller's msghdr contract is passed on unchanged.
+        unsafe { real::sendmsg(fd, &msg, flags | MSG_FASTOPEN) }
+    }
 }
 
 /// See the splice export. `None`: make the real call.
@@ -180,7 +198,7 @@ unsafe fn splice_deferred(socket: &Socket, input: c_int, out: c_int, len: size_t
         // Empty pipe, not a pipe, or would block: the real call says so.
         return saved.restore(None);
     }
-    let mut send_flags = MSG_FASTOPEN;
+    let mut send_flags = 0;
     if flags & libc::SPLICE_F_NONBLOCK != 0 {
         send_flags |= libc::MSG_DONTWAIT;
     }
@@ -188,7 +206,7 @@ unsafe fn splice_deferred(socket: &Socket, input: c_int, out: c_int, len: size_t
         send_flags |= libc::MSG_MORE;
     }
     saved.restore(());
-    let sent = first_write(out, socket, |to| real::sendto(out, chunk.as_ptr().cast(), got as size_t, send_flags, to.as_ptr(), to.len()))?;
+    let sent = first_write(out, socket, syn_sendto(out, chunk.as_ptr().cast(), got as size_t, send_flags))?;
     if sent > 0 {
         // Take exactly the bytes that went out from the caller's pipe.
         let saved = Saved::take();
@@ -215,7 +233,7 @@ unsafe fn sendfile_deferred(socket: &Socket, out: c_int, input: c_int, offset: *
         // Not seekable: the bytes could not be put back, so the SYN leaves
         // without data and the real sendfile does the rest.
         saved.restore(());
-        let syn = first_write(out, socket, |to| real::sendto(out, std::ptr::null(), 0, MSG_FASTOPEN | libc::MSG_DONTWAIT, to.as_ptr(), to.len()));
+        let syn = syn_without_data(out, socket, 0);
         if syn.is_some_and(|r| r < 0 && errno::get() != libc::EINPROGRESS) {
             return -1;
         }
@@ -228,7 +246,7 @@ unsafe fn sendfile_deferred(socket: &Socket, out: c_int, input: c_int, offset: *
         return -1;
     }
     saved.restore(());
-    let Some(sent) = first_write(out, socket, |to| real::sendto(out, chunk.as_ptr().cast(), got as size_t, MSG_FASTOPEN, to.as_ptr(), to.len())) else {
+    let Some(sent) = first_write(out, socket, syn_sendto(out, chunk.as_ptr().cast(), got as size_t, 0)) else {
         return real::sendfile(out, input, offset, count);
     };
     if sent < 0 {
