@@ -23,10 +23,6 @@ target/examples/%: bench/%.c
 	@mkdir -p target/examples
 	$(CC) $(CFLAGS) -o $@ $<
 
-target/examples/connect_bench: bench/connect.c
-	@mkdir -p target/examples
-	$(CC) $(CFLAGS) -o $@ $<
-
 demo: build
 	tests/in-netns --delay 50 -- examples/demo.sh
 
