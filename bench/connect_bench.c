@@ -4,7 +4,7 @@
  * Run inside tests/in-netns --prime; bench/run compares the kernel's own
  * option with libtfo.
  *
- * Usage: connect ADDRESS PORT [ITERATIONS]
+ * Usage: connect_bench ADDRESS PORT [ITERATIONS]
  */
 #include <netdb.h>
 #include <netinet/in.h>
