@@ -1,72 +1,180 @@
-//! Configuration from `TFO_*` environment variables, read once at load time.
-//! A bad value earns one warning on stderr and the safe default.
-//! Under AT_SECURE (setuid, file capabilities) the environment is ignored.
+//! Configuration from `TFO_*` environment variables, read once at load time
+//! (every name is here). A bad value earns one warning and the default; the
+//! warnings are returned to the caller, because this module depends on
+//! nothing else in the library. Under AT_SECURE (setuid, file capabilities)
+//! the environment is ignored.
 
+use crate::policy::{PortSet, Policy, Ranges};
+use std::ffi::CString;
 use std::sync::OnceLock;
 
+pub const ENV_MODE: &str = "TFO_MODE";
 pub const ENV_BACKEND: &str = "TFO_BACKEND";
 pub const ENV_LOG: &str = "TFO_LOG";
+pub const ENV_LOG_FILE: &str = "TFO_LOG_FILE";
+pub const ENV_PORTS: &str = "TFO_PORTS";
+pub const ENV_INCLUDE: &str = "TFO_INCLUDE";
+pub const ENV_EXCLUDE: &str = "TFO_EXCLUDE";
+pub const ENV_SERVER: &str = "TFO_SERVER";
+pub const ENV_SERVER_QLEN: &str = "TFO_SERVER_QLEN";
+pub const ENV_SERVER_PORTS: &str = "TFO_SERVER_PORTS";
+pub const ENV_STATS: &str = "TFO_STATS";
+pub const ENV_STATE_DIR: &str = "TFO_STATE_DIR";
+pub const ENV_BACKOFF: &str = "TFO_BACKOFF";
 
+/// What libtfo does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Every TCP client socket the policy admits gets Fast Open.
+    Auto,
+    /// Only sockets whose program sets TCP_FASTOPEN_CONNECT.
+    Explicit,
+    /// Nothing: a pure pass-through.
+    Off,
+}
+
+/// How deferred connects are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// TCP_FASTOPEN_CONNECT is implemented by libtfo and never reaches the kernel.
-    Emulate,
-    /// TCP_FASTOPEN_CONNECT goes to the kernel's own implementation untouched.
+    /// The kernel's own TCP_FASTOPEN_CONNECT where it exists, else emulation.
+    Auto,
+    /// Always the kernel's option (explicit sockets are not even tracked).
     Kernel,
+    /// libtfo's user-space implementation on an ordinary kernel socket.
+    Emulate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
     Quiet,
     Warn,
+    Info,
     Debug,
 }
 
-#[derive(Clone, Copy, Debug)]
-pub struct Config {
-    pub backend: Backend,
-    pub log: LogLevel,
+/// TFO_SERVER: listeners get the kernel's TCP_FASTOPEN.
+#[derive(Clone)]
+pub struct Server {
+    pub queue_length: i32,
+    pub ports: PortSet,
 }
 
-const DEFAULT: Config = Config { backend: Backend::Emulate, log: LogLevel::Warn };
+pub struct Config {
+    pub mode: Mode,
+    pub backend: Backend,
+    pub log: LogLevel,
+    pub log_file: Option<CString>,
+    pub policy: Policy,
+    pub server: Option<Server>,
+    /// TFO_STATS: a directory, or a file pattern where `%p` is the pid.
+    pub stats: Option<String>,
+    /// Failure memory: where, and the first backoff in seconds.
+    pub state_dir: Option<String>,
+    pub backoff_secs: u64,
+}
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
-/// The configuration; the defaults until `init` has run.
+/// Before the library's constructor ran (another library's constructor
+/// making calls), libtfo stays out of the way.
+static BEFORE_INIT: OnceLock<Config> = OnceLock::new();
+
+/// The configuration.
 #[inline]
-pub fn get() -> Config {
-    *CONFIG.get().unwrap_or(&DEFAULT)
+pub fn get() -> &'static Config {
+    CONFIG.get().unwrap_or_else(|| BEFORE_INIT.get_or_init(|| Config { mode: Mode::Off, ..defaults(None) }))
 }
 
-/// Reads the environment. Called from the library constructor.
-pub fn init() {
-    let secure = secure_mode();
-    let (backend, bad_backend) = setting(secure, ENV_BACKEND, parse_backend, DEFAULT.backend);
-    let (log, bad_log) = setting(secure, ENV_LOG, parse_log, DEFAULT.log);
-    let _ = CONFIG.set(Config { backend, log });
-    // Warned once the configuration is in place, so TFO_LOG=quiet is obeyed.
-    if let Some(value) = bad_backend {
-        crate::log::warning!("ignoring {ENV_BACKEND}={value:?} (expected emulate or kernel); using emulate");
-    }
-    if let Some(value) = bad_log {
-        crate::log::warning!("ignoring {ENV_LOG}={value:?} (expected quiet, warn or debug); using warn");
+fn defaults(state_dir: Option<String>) -> Config {
+    Config {
+        mode: Mode::Auto,
+        backend: Backend::Auto,
+        log: LogLevel::Warn,
+        log_file: None,
+        policy: Policy::default_policy(),
+        server: None,
+        stats: None,
+        state_dir,
+        backoff_secs: 600,
     }
 }
 
-/// One variable's value, or the default and the value not understood.
-fn setting<T>(secure: bool, name: &str, parse: fn(&str) -> Option<T>, default: T) -> (T, Option<String>) {
-    let Some(value) = std::env::var_os(name).filter(|_| !secure) else { return (default, None) };
-    let value = value.to_string_lossy().into_owned();
-    match parse(&value) {
-        Some(v) => (v, None),
-        None => (default, Some(value)),
+/// Reads the environment (called from the library constructor) and returns
+/// the warnings about values it did not understand.
+pub fn init() -> Vec<String> {
+    let env = Env { secure: secure_mode(), warnings: Vec::new() };
+    let (config, warnings) = read(env);
+    let _ = CONFIG.set(config);
+    warnings
+}
+
+struct Env {
+    secure: bool,
+    warnings: Vec<String>,
+}
+
+impl Env {
+    fn raw(&self, name: &str) -> Option<String> {
+        std::env::var_os(name).filter(|_| !self.secure).map(|v| v.to_string_lossy().into_owned())
+    }
+
+    /// One variable: its parsed value, or the default with a warning.
+    fn setting<T>(&mut self, name: &str, parse: impl Fn(&str) -> Option<T>, default: T, expected: &str, default_text: &str) -> T {
+        let Some(value) = self.raw(name) else { return default };
+        match parse(&value) {
+            Some(v) => v,
+            None => {
+                self.warnings.push(format!("ignoring {name}={value:?} (expected {expected}); using {default_text}"));
+                default
+            }
+        }
+    }
+}
+
+fn read(mut env: Env) -> (Config, Vec<String>) {
+    let state_dir = env.raw(ENV_STATE_DIR).filter(|d| !d.is_empty()).or_else(default_state_dir);
+    let mut c = defaults(state_dir);
+    c.mode = env.setting(ENV_MODE, parse_mode, Mode::Auto, "auto, explicit or off", "auto");
+    c.backend = env.setting(ENV_BACKEND, parse_backend, Backend::Auto, "auto, kernel or emulate", "auto");
+    c.log = env.setting(ENV_LOG, parse_log, LogLevel::Warn, "quiet, warn, info or debug", "warn");
+    c.log_file = env.raw(ENV_LOG_FILE).filter(|f| !f.is_empty()).and_then(|f| CString::new(f).ok());
+    c.policy.ports = env.setting(ENV_PORTS, PortSet::parse, PortSet::all(), "all or ports like 80,443,8000-8999", "all");
+    c.policy.include = env.setting(ENV_INCLUDE, Ranges::parse, Ranges::All, "all or CIDRs like 10.0.0.0/8,2001:db8::/32", "all");
+    c.policy.exclude =
+        env.setting(ENV_EXCLUDE, Ranges::parse, Ranges::loopback(), "none or CIDRs like 10.0.0.0/8", "127.0.0.0/8,::1/128");
+    let server = env.setting(ENV_SERVER, parse_bool, false, "0 or 1", "0");
+    let queue_length = env.setting(ENV_SERVER_QLEN, |v| v.parse::<i32>().ok().filter(|n| (1..=65535).contains(n)), 256, "1 to 65535", "256");
+    let server_ports = env.setting(ENV_SERVER_PORTS, PortSet::parse, PortSet::all(), "all or ports like 80,443", "all");
+    c.server = server.then_some(Server { queue_length, ports: server_ports });
+    c.stats = env.raw(ENV_STATS).filter(|s| !s.is_empty());
+    c.backoff_secs = env.setting(ENV_BACKOFF, |v| v.parse::<u64>().ok().filter(|n| *n >= 1), 600, "a number of seconds", "600");
+    (c, env.warnings)
+}
+
+/// `$XDG_RUNTIME_DIR/libtfo` (a per-user directory by definition), else
+/// `/tmp/libtfo-UID`.
+fn default_state_dir() -> Option<String> {
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return Some(format!("{}/libtfo", dir.to_string_lossy()));
+    }
+    // SAFETY: getuid has no preconditions.
+    Some(format!("/tmp/libtfo-{}", unsafe { libc::getuid() }))
+}
+
+pub fn parse_mode(value: &str) -> Option<Mode> {
+    match value {
+        "" | "auto" => Some(Mode::Auto),
+        "explicit" => Some(Mode::Explicit),
+        "off" => Some(Mode::Off),
+        _ => None,
     }
 }
 
 pub fn parse_backend(value: &str) -> Option<Backend> {
     match value {
-        "" | "emulate" => Some(Backend::Emulate),
+        "" | "auto" => Some(Backend::Auto),
         "kernel" => Some(Backend::Kernel),
+        "emulate" => Some(Backend::Emulate),
         _ => None,
     }
 }
@@ -75,7 +183,16 @@ pub fn parse_log(value: &str) -> Option<LogLevel> {
     match value {
         "" | "warn" => Some(LogLevel::Warn),
         "quiet" => Some(LogLevel::Quiet),
+        "info" => Some(LogLevel::Info),
         "debug" => Some(LogLevel::Debug),
+        _ => None,
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "" | "0" | "off" | "no" => Some(false),
+        "1" | "on" | "yes" => Some(true),
         _ => None,
     }
 }
@@ -83,4 +200,55 @@ pub fn parse_log(value: &str) -> Option<LogLevel> {
 fn secure_mode() -> bool {
     // SAFETY: getauxval has no preconditions.
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> (Config, Vec<String>) {
+        // The environment is process-wide: read it through a fake instead.
+        struct Fake<'a>(&'a [(&'a str, &'a str)]);
+        let fake = Fake(vars);
+        let env = Env { secure: false, warnings: Vec::new() };
+        // Substitute the variables for the duration of the read.
+        let _guard = ENV_LOCK.lock().unwrap();
+        for (k, v) in fake.0 {
+            std::env::set_var(k, v);
+        }
+        let result = read(env);
+        for (k, _) in fake.0 {
+            std::env::remove_var(k);
+        }
+        result
+    }
+
+    static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn defaults_are_auto_mode_with_loopback_excluded() {
+        let (c, warnings) = with(&[]);
+        assert!(warnings.is_empty());
+        assert_eq!((c.mode, c.backend, c.log), (Mode::Auto, Backend::Auto, LogLevel::Warn));
+        assert!(!c.policy.admits("127.0.0.1".parse().unwrap(), 80));
+        assert!(c.server.is_none() && c.stats.is_none());
+    }
+
+    #[test]
+    fn a_bad_value_gives_one_warning_naming_it_and_the_default() {
+        let (c, warnings) = with(&[("TFO_MODE", "turbo"), ("TFO_PORTS", "80-"), ("TFO_EXCLUDE", "10.0.0.0/99")]);
+        assert_eq!(c.mode, Mode::Auto);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains("TFO_MODE=\"turbo\"") && warnings[0].ends_with("using auto"));
+        assert!(!c.policy.admits("127.0.0.1".parse().unwrap(), 80), "the default exclusion stays");
+    }
+
+    #[test]
+    fn server_settings() {
+        let (c, w) = with(&[("TFO_SERVER", "1"), ("TFO_SERVER_QLEN", "16"), ("TFO_SERVER_PORTS", "8080")]);
+        assert!(w.is_empty());
+        let s = c.server.unwrap();
+        assert_eq!(s.queue_length, 16);
+        assert!(s.ports.contains(8080) && !s.ports.contains(80));
+    }
 }

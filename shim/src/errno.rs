@@ -1,8 +1,23 @@
-//! errno access. Hooks preserve errno exactly: a passthrough leaves what libc
-//! set, and a hook that makes internal calls before succeeding restores the
-//! caller's value.
+//! One way for errors to travel: inside the library a call returns
+//! [`SysResult`]; errno is read right after the real call that set it
+//! ([`check`]) and written once, at the exported C edge (`export.rs`), which
+//! also puts the caller's errno back when a hook succeeds.
 
-use libc::c_int;
+use libc::{c_int, ssize_t};
+
+/// An errno value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub c_int);
+
+pub type SysResult<T> = Result<T, Errno>;
+
+impl Errno {
+    /// This thread's errno now.
+    #[inline]
+    pub fn last() -> Errno {
+        Errno(get())
+    }
+}
 
 #[inline]
 pub fn get() -> c_int {
@@ -16,26 +31,37 @@ pub fn set(value: c_int) {
     unsafe { *libc::__errno_location() = value }
 }
 
-/// Sets errno and returns -1, the C convention for a failed call.
-#[inline]
-pub fn fail<T: From<i8>>(value: c_int) -> T {
-    set(value);
-    T::from(-1)
+/// The return types of the C calls libtfo hooks: -1 means "see errno".
+pub trait CResult: Copy + PartialEq {
+    const FAILED: Self;
 }
 
-/// The caller's errno, put back when a hook succeeds after internal calls.
-#[derive(Clone, Copy)]
-pub struct Saved(c_int);
+impl CResult for c_int {
+    const FAILED: Self = -1;
+}
 
-impl Saved {
-    #[inline]
-    pub fn take() -> Self {
-        Saved(get())
+impl CResult for ssize_t {
+    const FAILED: Self = -1;
+}
+
+/// A real call's C result as a `SysResult`, errno read at once.
+#[inline]
+pub fn check<T: CResult>(result: T) -> SysResult<T> {
+    if result == T::FAILED {
+        Err(Errno::last())
+    } else {
+        Ok(result)
     }
+}
 
-    #[inline]
-    pub fn restore<T>(self, result: T) -> T {
-        set(self.0);
-        result
+/// A `SysResult` back to C: the value, or -1 with errno set.
+#[inline]
+pub fn to_c<T: CResult>(result: SysResult<T>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(Errno(e)) => {
+            set(e);
+            T::FAILED
+        }
     }
 }

@@ -1,10 +1,17 @@
 //! Which fds libtfo tracks, and the state they point to.
 //!
-//! `SLOTS[fd]` holds the index of a [`Socket`] in the pool, or 0 for "not
+//! `SLOTS[fd]` holds the index of an [`Entry`] in the pool, or 0 for "not
 //! ours". A lookup on an untracked fd is one bounds check and one relaxed
 //! load: no lock, no allocation, no syscall. dup'ed fds point to the same
-//! pool entry, counted in `Socket::refs`, because the deferred state belongs
+//! pool entry, counted in `Entry::refs`, because the deferred state belongs
 //! to the open socket, not to a number.
+//!
+//! `NUMBERS[fd]` says what libtfo knows of an fd number it does not (yet)
+//! track: a generation, bumped whenever the number is handed out anew (so
+//! an epoll watch recorded for an earlier file is recognised as stale), and
+//! whether the number holds a TCP socket created through `socket()` that
+//! has not connected yet (a candidate for auto mode, checked without a
+//! system call at `connect()`).
 //!
 //! Pool entries live in chunks that are never returned to the allocator, and
 //! freed entries are recycled through a lock-free stack. A thread that races
@@ -12,20 +19,47 @@
 //! never freed memory. Releasing an entry is async-signal-safe; only
 //! creating one (at `setsockopt`) may allocate.
 
-use crate::deferred::Socket;
+use crate::state::Connection;
+use crate::watch::WatchList;
 use libc::c_int;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+/// A pool entry: the bookkeeping of the pool, and what the fd is to libtfo.
+#[derive(Default)]
+pub struct Entry {
+    refs: AtomicU32,
+    next_free: AtomicU32,
+    /// The deferred-connect state, when the fd is a tracked socket.
+    pub conn: Connection,
+    /// The watched registrations, when the fd is an epoll instance.
+    pub watches: WatchList,
+}
+
+impl Entry {
+    /// Back to a fresh entry with one reference.
+    fn reset(&self) {
+        self.conn.reset();
+        self.watches.reset();
+        self.refs.store(1, Ordering::Release);
+    }
+}
 
 /// Fds at or above this number are never tracked (they pass through; the
 /// kernel backend still works for them). Linux's default fs.nr_open.
 pub const MAX_FDS: usize = 1 << 20;
 
 static SLOTS: [AtomicU32; MAX_FDS] = [const { AtomicU32::new(0) }; MAX_FDS];
+static NUMBERS: [AtomicU32; MAX_FDS] = [const { AtomicU32::new(0) }; MAX_FDS];
+/// NUMBERS bits: a TCP socket not yet connected; registered with epoll
+/// while a candidate; the rest is the generation.
+const CANDIDATE: u32 = 1;
+const WATCHED: u32 = 2;
+const FLAGS: u32 = CANDIDATE | WATCHED;
 
 const CHUNK_LEN: usize = 1024;
 const MAX_CHUNKS: usize = MAX_FDS / CHUNK_LEN;
 
-static CHUNKS: [AtomicPtr<Socket>; MAX_CHUNKS] =
+static CHUNKS: [AtomicPtr<Entry>; MAX_CHUNKS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS];
 /// One above the highest fd ever tracked: scans (before exec) stop there.
 static FD_LIMIT: AtomicU32 = AtomicU32::new(0);
@@ -44,9 +78,53 @@ static NEXT_FRESH: AtomicU32 = AtomicU32::new(1);
 /// Top of the free stack: (ABA tag << 32) | index.
 static FREE_TOP: AtomicU64 = AtomicU64::new(0);
 
-/// The tracked socket behind `fd`, if any.
+/// `fd` was just handed out by the kernel (socket, accept, dup): a new
+/// generation, and a candidate for auto mode when it is a new TCP socket.
+#[inline]
+pub fn renumber(fd: c_int, tcp_candidate: bool) {
+    if let Some(number) = NUMBERS.get(fd as usize) {
+        let generation = (number.load(Ordering::Relaxed) | FLAGS).wrapping_add(1);
+        number.store(generation | tcp_candidate as u32, Ordering::Relaxed);
+    }
+}
+
+/// The generation of `fd`'s number (see `renumber`).
+#[inline]
+pub fn generation(fd: c_int) -> u32 {
+    NUMBERS.get(fd as usize).map_or(0, |n| n.load(Ordering::Relaxed) & !FLAGS)
+}
+
+/// A candidate was registered with an epoll instance before it connected.
+#[inline]
+pub fn note_watched(fd: c_int) {
+    if let Some(number) = NUMBERS.get(fd as usize) {
+        number.fetch_or(WATCHED, Ordering::Relaxed);
+    }
+}
+
+/// See `note_watched`.
+#[inline]
+pub fn was_watched(fd: c_int) -> bool {
+    NUMBERS.get(fd as usize).is_some_and(|n| n.load(Ordering::Relaxed) & WATCHED != 0)
+}
+
+/// True when `fd` is a TCP socket made by `socket()` that has not connected.
+#[inline]
+pub fn is_candidate(fd: c_int) -> bool {
+    NUMBERS.get(fd as usize).is_some_and(|n| n.load(Ordering::Relaxed) & CANDIDATE != 0)
+}
+
+/// `fd` connected (or tried to): no longer a candidate.
+#[inline]
+pub fn clear_candidate(fd: c_int) {
+    if let Some(number) = NUMBERS.get(fd as usize) {
+        number.fetch_and(!CANDIDATE, Ordering::Relaxed);
+    }
+}
+
+/// The tracked entry behind `fd`, if any.
 #[inline(always)]
-pub fn lookup(fd: c_int) -> Option<&'static Socket> {
+pub fn lookup(fd: c_int) -> Option<&'static Entry> {
     let index = SLOTS.get(fd as usize)?.load(Ordering::Acquire);
     if index == 0 {
         None
@@ -58,23 +136,21 @@ pub fn lookup(fd: c_int) -> Option<&'static Socket> {
 /// Starts tracking `fd` with a fresh entry (one reference). `None` when the
 /// fd is out of range or the pool is exhausted: the caller then lets the
 /// kernel handle the socket.
-pub fn track(fd: c_int) -> Option<&'static Socket> {
+pub fn track(fd: c_int) -> Option<&'static Entry> {
     let slot = SLOTS.get(fd as usize)?;
     let index = allocate()?;
-    let socket = entry(index);
-    socket.reset();
+    let fresh = entry(index);
+    fresh.reset();
     note_fd(fd);
     let old = slot.swap(index, Ordering::AcqRel);
     release(old);
-    Some(socket)
+    Some(fresh)
 }
 
-/// Tracks `fd` if it is not yet, with an entry that never needs attention:
-/// an epoll instance holding a tracked socket, whose close must be seen.
-pub fn mark(fd: c_int) {
-    if lookup(fd).is_none() {
-        track(fd);
-    }
+/// The entry of `fd`, tracking it first if it is not yet: an epoll
+/// instance with watched registrations, whose close must be seen.
+pub fn mark(fd: c_int) -> Option<&'static Entry> {
+    lookup(fd).or_else(|| track(fd))
 }
 
 /// `to` now refers to the same socket as `from` (dup, dup2, F_DUPFD). Any
@@ -111,7 +187,7 @@ pub fn forget(fd: c_int) {
     }
 }
 
-fn entry(index: u32) -> &'static Socket {
+fn entry(index: u32) -> &'static Entry {
     let index = index as usize;
     let chunk = CHUNKS[index / CHUNK_LEN].load(Ordering::Acquire);
     // SAFETY: an index is only ever handed out after its chunk was published
@@ -126,8 +202,8 @@ fn allocate() -> Option<u32> {
     let index = NEXT_FRESH.fetch_add(1, Ordering::Relaxed);
     let chunk = CHUNKS.get(index as usize / CHUNK_LEN)?;
     if chunk.load(Ordering::Acquire).is_null() {
-        let fresh: Box<[Socket]> = (0..CHUNK_LEN).map(|_| Socket::default()).collect();
-        let fresh = Box::into_raw(fresh) as *mut Socket;
+        let fresh: Box<[Entry]> = (0..CHUNK_LEN).map(|_| Entry::default()).collect();
+        let fresh = Box::into_raw(fresh) as *mut Entry;
         if chunk
             .compare_exchange(std::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
@@ -145,13 +221,13 @@ fn release(index: u32) {
     if index == 0 {
         return;
     }
-    let socket = entry(index);
-    if socket.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
+    let freed = entry(index);
+    if freed.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
     let mut top = FREE_TOP.load(Ordering::Acquire);
     loop {
-        socket.next_free.store(top as u32, Ordering::Relaxed);
+        freed.next_free.store(top as u32, Ordering::Relaxed);
         let new = ((top >> 32).wrapping_add(1) << 32) | index as u64;
         match FREE_TOP.compare_exchange_weak(top, new, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => return,
@@ -204,12 +280,13 @@ mod tests {
     #[test]
     fn freed_entries_are_recycled_fresh() {
         let first = track(900_020).unwrap();
-        first.set_option(1);
+        first.conn.set_option(1);
         forget(900_020);
         // The free stack hands the same entry back, reset.
         let again = track(900_021).unwrap();
+        assert!(std::ptr::eq(first, again));
         assert_eq!(again.refs.load(Ordering::Relaxed), 1);
-        assert_eq!(again.option(), 0);
+        assert_eq!(again.conn.option(), 0);
         forget(900_021);
     }
 
@@ -226,16 +303,34 @@ mod tests {
     }
 
     #[test]
+    fn numbers_get_new_generations_and_lose_candidacy_at_connect() {
+        let before = generation(900_040);
+        renumber(900_040, true);
+        assert!(is_candidate(900_040));
+        assert_ne!(generation(900_040), before);
+        let g = generation(900_040);
+        clear_candidate(900_040);
+        assert!(!is_candidate(900_040));
+        assert_eq!(generation(900_040), g, "connecting keeps the generation");
+        renumber(900_040, false);
+        assert!(!is_candidate(900_040) && generation(900_040) != g);
+        assert_eq!(generation(-1), 0);
+        assert!(!is_candidate(MAX_FDS as c_int));
+    }
+
+    #[test]
     fn many_threads_track_and_forget() {
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 std::thread::spawn(move || {
                     for i in 0..2000 {
                         let fd = 800_000 + t * 100 + (i % 100);
-                        track(fd).unwrap();
+                        let e = track(fd).unwrap();
                         share(fd, fd + 50_000);
+                        assert!(std::ptr::eq(e, lookup(fd + 50_000).unwrap()));
                         forget(fd);
                         forget(fd + 50_000);
+                        assert!(lookup(fd).is_none() && lookup(fd + 50_000).is_none());
                     }
                 })
             })

@@ -1,12 +1,15 @@
-//! What libtfo asks the kernel about a socket or the network namespace.
-//! Every call goes to the real libc function, never through our hooks, and
-//! callers restore errno themselves.
+//! What libtfo asks of the kernel: socket options, TCP_INFO, the Fast Open
+//! sysctl, addresses, futex waits. Every call goes to the real libc function
+//! (never through libtfo's hooks) and returns a [`SysResult`], errno read at
+//! once.
 
-use crate::deferred::SockAddr;
+use crate::addr::SockAddr;
+use crate::errno::{check, Errno, SysResult};
 use crate::real;
-use libc::{c_int, c_void, sockaddr, socklen_t, timespec};
+use libc::{c_int, c_void, socklen_t, timespec};
 use std::mem::{size_of, zeroed};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+use std::sync::atomic::AtomicU32;
 
 pub const TCP_FASTOPEN_CONNECT: c_int = 30;
 pub const TCP_FASTOPEN_NO_COOKIE: c_int = 34;
@@ -20,32 +23,65 @@ pub const TFO_CLIENT_NO_COOKIE: c_int = 0x4;
 pub const TCP_SYN_SENT: u8 = 2;
 pub const TCP_CLOSE: u8 = 7;
 
-fn int_option(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
+/// tcpi_options: the SYN-ACK acknowledged the data in our SYN.
+pub const TCPI_OPT_SYN_DATA: u8 = 32;
+
+/// tcpi_fastopen_client_fail (spec §13).
+pub const TFO_SYN_RETRANSMITTED: u8 = 3;
+
+pub fn int_option(fd: c_int, level: c_int, name: c_int) -> SysResult<c_int> {
     let mut value: c_int = 0;
     let mut len = size_of::<c_int>() as socklen_t;
     // SAFETY: value and len are valid for writing.
-    let r = unsafe { real::getsockopt(fd, level, name, (&mut value as *mut c_int).cast(), &mut len) };
-    (r == 0).then_some(value)
+    check(unsafe { real::getsockopt(fd, level, name, (&mut value as *mut c_int).cast(), &mut len) })?;
+    Ok(value)
+}
+
+pub fn set_int_option(fd: c_int, level: c_int, name: c_int, value: c_int) -> SysResult<()> {
+    // SAFETY: value is a live int of the given size.
+    check(unsafe { real::setsockopt(fd, level, name, (&value as *const c_int).cast(), size_of::<c_int>() as socklen_t) })?;
+    Ok(())
 }
 
 /// AF_INET or AF_INET6 when `fd` is a TCP socket (SOCK_STREAM, IPPROTO_TCP).
 pub fn tcp_family(fd: c_int) -> Option<c_int> {
-    if int_option(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL)? != libc::IPPROTO_TCP {
+    if int_option(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).ok()? != libc::IPPROTO_TCP {
         return None;
     }
-    let family = int_option(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    let family = int_option(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ok()?;
     matches!(family, libc::AF_INET | libc::AF_INET6).then_some(family)
+}
+
+/// The first bytes of struct tcp_info libtfo reads.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpInfo {
+    pub state: u8,
+    pub options: u8,
+    /// tcpi_fastopen_client_fail (0 on kernels before 5.5).
+    pub fastopen_client_fail: u8,
+}
+
+pub fn tcp_info(fd: c_int) -> SysResult<TcpInfo> {
+    // The kernel copies min(len, sizeof) bytes; the fields wanted are in
+    // the first 8 (tcpi_fastopen_client_fail: bits 1-2 of byte 7).
+    let mut info = [0u8; 8];
+    let mut len = info.len() as socklen_t;
+    // SAFETY: info and len are valid for writing.
+    check(unsafe { real::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len) })?;
+    if len < 8 {
+        return Err(Errno(libc::EINVAL));
+    }
+    Ok(TcpInfo { state: info[0], options: info[5], fastopen_client_fail: (info[7] >> 1) & 3 })
 }
 
 /// The TCP state (tcpi_state) of the kernel's socket.
 pub fn tcp_state(fd: c_int) -> Option<u8> {
-    // tcpi_state is the first byte of struct tcp_info; the kernel copies
-    // min(len, sizeof) bytes, so asking for 8 is enough.
-    let mut info = [0u8; 8];
-    let mut len = info.len() as socklen_t;
-    // SAFETY: info and len are valid for writing.
-    let r = unsafe { real::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len) };
-    (r == 0 && len >= 1).then_some(info[0])
+    tcp_info(fd).ok().map(|i| i.state)
+}
+
+/// SO_ERROR: the socket's pending error, consumed.
+pub fn take_socket_error(fd: c_int) -> c_int {
+    int_option(fd, libc::SOL_SOCKET, libc::SO_ERROR).unwrap_or(0)
 }
 
 /// The per-socket no-cookie mode (TCP_FASTOPEN_NO_COOKIE), off where unknown.
@@ -57,18 +93,24 @@ pub fn socket_no_cookie(fd: c_int) -> bool {
 /// shows the namespace of the reading task.
 pub fn fastopen_sysctl() -> Option<c_int> {
     const PATH: &[u8] = b"/proc/sys/net/ipv4/tcp_fastopen\0";
-    // SAFETY: PATH is NUL-terminated; the buffer is valid for its length.
-    unsafe {
-        let fd = libc::open(PATH.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return None;
-        }
-        let mut buf = [0u8; 32];
-        let n = real::read(fd, buf.as_mut_ptr().cast(), buf.len());
-        real::close(fd);
-        let text = std::str::from_utf8(buf.get(..usize::try_from(n).ok()?)?).ok()?;
-        text.trim().parse().ok()
+    // SAFETY: PATH is NUL-terminated.
+    let fd = unsafe { libc::open(PATH.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
     }
+    let mut buf = [0u8; 32];
+    // SAFETY: the buffer is valid for its length; fd is ours.
+    let n = unsafe { real::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: closing the fd opened above.
+    unsafe { real::close(fd) };
+    let text = std::str::from_utf8(buf.get(..usize::try_from(n).ok()?)?).ok()?;
+    text.trim().parse().ok()
+}
+
+/// Client Fast Open is on in this namespace (unknown counts as on: the
+/// kernel's own answer follows anyway).
+pub fn client_fastopen_enabled() -> bool {
+    fastopen_sysctl().unwrap_or(TFO_CLIENT_ENABLE) & TFO_CLIENT_ENABLE != 0
 }
 
 /// O_NONBLOCK on the open file.
@@ -81,51 +123,25 @@ pub fn is_nonblocking(fd: c_int) -> bool {
 /// The absolute CLOCK_MONOTONIC deadline for SO_RCVTIMEO / SO_SNDTIMEO, or
 /// `None` when the socket has no timeout (wait forever).
 pub fn deadline(fd: c_int, option: c_int) -> Option<timespec> {
-    // SAFETY: a zeroed timeval is valid; the pointers are to locals.
-    let tv = unsafe {
-        let mut tv: libc::timeval = zeroed();
-        let mut len = size_of::<libc::timeval>() as socklen_t;
-        if real::getsockopt(fd, libc::SOL_SOCKET, option, (&mut tv as *mut libc::timeval).cast(), &mut len) != 0 {
-            return None;
-        }
-        tv
-    };
+    // SAFETY: an all-zero timeval is valid.
+    let mut tv: libc::timeval = unsafe { zeroed() };
+    let mut len = size_of::<libc::timeval>() as socklen_t;
+    // SAFETY: tv and len are valid for writing.
+    check(unsafe { real::getsockopt(fd, libc::SOL_SOCKET, option, (&mut tv as *mut libc::timeval).cast(), &mut len) }).ok()?;
     if tv.tv_sec == 0 && tv.tv_usec == 0 {
         return None;
     }
-    Some(crate::deferred::after(tv.tv_sec.saturating_mul(1_000_000_000).saturating_add(tv.tv_usec * 1000)))
-}
-
-/// The IP address inside a sockaddr_in / sockaddr_in6 of `len` bytes.
-///
-/// # Safety
-/// `addr` must be readable for `len` bytes.
-pub unsafe fn ip_of(addr: *const sockaddr, len: socklen_t) -> Option<IpAddr> {
-    if addr.is_null() || (len as usize) < size_of::<libc::sa_family_t>() {
-        return None;
-    }
-    match c_int::from((*addr).sa_family) {
-        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
-            let sin = &*(addr as *const libc::sockaddr_in);
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
-        }
-        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
-            let sin6 = &*(addr as *const libc::sockaddr_in6);
-            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-        }
-        _ => None,
-    }
+    Some(after(tv.tv_sec.saturating_mul(1_000_000_000).saturating_add(tv.tv_usec * 1000)))
 }
 
 /// getsockname() of `fd`.
-pub fn local_address(fd: c_int) -> Option<SockAddr> {
+pub fn local_address(fd: c_int) -> SysResult<SockAddr> {
     let mut local = SockAddr::empty();
     let mut len = SockAddr::MAX_LEN;
     // SAFETY: `local` has room for MAX_LEN bytes.
-    (unsafe { real::getsockname(fd, local.as_mut_ptr(), &mut len) } == 0).then(|| {
-        local.set_len(len);
-        local
-    })
+    check(unsafe { real::getsockname(fd, local.as_mut_ptr(), &mut len) })?;
+    local.set_len(len);
+    Ok(local)
 }
 
 /// `local` (the socket's getsockname()) with a port, binding the wildcard
@@ -136,22 +152,10 @@ pub fn with_local_port(fd: c_int, family: c_int, local: SockAddr) -> Option<Sock
     if local.port() != 0 {
         return Some(local);
     }
-    let mut any = SockAddr::empty();
-    // SAFETY: the storage is large enough for either family.
-    unsafe {
-        let sa = any.as_mut_ptr();
-        (*sa).sa_family = family as libc::sa_family_t;
-    }
-    any.set_len(if family == libc::AF_INET {
-        size_of::<libc::sockaddr_in>() as socklen_t
-    } else {
-        size_of::<libc::sockaddr_in6>() as socklen_t
-    });
+    let any = SockAddr::any(family);
     // SAFETY: `any` is a valid wildcard address of `family`.
-    if unsafe { libc::bind(fd, any.as_ptr(), any.len()) } != 0 {
-        return None;
-    }
-    local_address(fd)
+    check(unsafe { libc::bind(fd, any.as_ptr(), any.len()) }).ok()?;
+    local_address(fd).ok()
 }
 
 /// The source address the kernel will use for `fd` towards `dest`: the bound
@@ -159,28 +163,100 @@ pub fn with_local_port(fd: c_int, family: c_int, local: SockAddr) -> Option<Sock
 /// routing picks. Routing is asked by connecting a throwaway UDP socket,
 /// which sends nothing. `None` means no route (or no address): the caller
 /// lets the kernel connect and report it.
-///
-/// # Safety
-/// `dest` must be readable for `len` bytes.
-pub unsafe fn source_for(fd: c_int, local: &SockAddr, family: c_int, dest: *const sockaddr, len: socklen_t) -> Option<IpAddr> {
+pub fn source_for(fd: c_int, local: &SockAddr, dest: &SockAddr) -> Option<IpAddr> {
     if let Some(ip) = local.ip().filter(|ip| !ip.is_unspecified()) {
         return Some(ip);
     }
-    let probe = real::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-    if probe < 0 {
-        return None;
-    }
+    // SAFETY: plain socket creation.
+    let probe = check(unsafe { real::socket(dest.family(), libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }).ok()?;
     // SO_MARK and SO_BINDTODEVICE steer routing; copy them when set.
     for option in [libc::SO_MARK, libc::SO_BINDTODEVICE] {
         let mut value = [0u8; libc::IFNAMSIZ];
         let mut vlen = value.len() as socklen_t;
-        if real::getsockopt(fd, libc::SOL_SOCKET, option, value.as_mut_ptr().cast::<c_void>(), &mut vlen) == 0
-            && value[..vlen as usize].iter().any(|&b| b != 0)
-        {
-            real::setsockopt(probe, libc::SOL_SOCKET, option, value.as_ptr().cast(), vlen);
+        // SAFETY: value and vlen are valid for writing and reading.
+        unsafe {
+            if real::getsockopt(fd, libc::SOL_SOCKET, option, value.as_mut_ptr().cast::<c_void>(), &mut vlen) == 0
+                && value[..vlen as usize].iter().any(|&b| b != 0)
+            {
+                real::setsockopt(probe, libc::SOL_SOCKET, option, value.as_ptr().cast(), vlen);
+            }
         }
     }
-    let source = if real::connect(probe, dest, len) == 0 { local_address(probe).and_then(|a| a.ip()) } else { None };
-    real::close(probe);
+    // SAFETY: `dest` is a valid address of its length.
+    let connected = check(unsafe { real::connect(probe, dest.as_ptr(), dest.len()) }).is_ok();
+    let source = if connected { local_address(probe).ok().and_then(|a| a.ip()) } else { None };
+    // SAFETY: closing the probe socket opened above.
+    unsafe { real::close(probe) };
     source
+}
+
+/// A zero-length send: on a deferred socket the SYN leaves without data
+/// (the kernel's answer: EINPROGRESS when it does not wait).
+pub fn send_nothing(fd: c_int, flags: c_int) -> SysResult<isize> {
+    // SAFETY: a zero-length send reads no memory.
+    check(unsafe { real::send(fd, std::ptr::null(), 0, flags | libc::MSG_NOSIGNAL) })
+}
+
+/// Waits until `fd` reports any of `events` (or an error or hang-up), at
+/// most until `deadline`. Returns the revents, 0 on timeout.
+pub fn wait_for(fd: c_int, events: i16, deadline: Option<timespec>) -> SysResult<i16> {
+    loop {
+        let timeout = match deadline {
+            None => -1,
+            Some(d) => {
+                let now = after(0);
+                let ms = (d.tv_sec - now.tv_sec) * 1000 + (d.tv_nsec - now.tv_nsec) / 1_000_000;
+                ms.clamp(0, i32::MAX as i64) as c_int
+            }
+        };
+        let mut entry = libc::pollfd { fd, events, revents: 0 };
+        // SAFETY: one valid pollfd.
+        match check(unsafe { real::poll(&mut entry, 1, timeout) }) {
+            Ok(0) => return Ok(0),
+            Ok(_) => return Ok(entry.revents),
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC now plus `nanos`.
+pub fn after(nanos: i64) -> timespec {
+    let mut now = timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let total = now.tv_nsec.saturating_add(nanos);
+    timespec { tv_sec: now.tv_sec.saturating_add(total / 1_000_000_000), tv_nsec: total % 1_000_000_000 }
+}
+
+/// FUTEX_WAIT_BITSET with an absolute CLOCK_MONOTONIC deadline; Ok when
+/// woken (or the word changed), else the errno (ETIMEDOUT, EINTR: a signal
+/// without SA_RESTART interrupts, as the blocking socket call would be).
+pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: &timespec) -> SysResult<()> {
+    // SAFETY: `word` is a live u32 for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            deadline as *const timespec,
+            std::ptr::null::<u32>(),
+            libc::FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+    match r {
+        0 => Ok(()),
+        _ => match Errno::last() {
+            Errno(libc::EAGAIN) => Ok(()),
+            e => Err(e),
+        },
+    }
+}
+
+pub fn futex_wake(word: &AtomicU32) {
+    // SAFETY: as above; waking has no memory effects.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX);
+    }
 }

@@ -1,35 +1,68 @@
 //! libtfo: TCP Fast Open for unmodified programs, as an LD_PRELOAD library.
 //!
-//! The library implements Linux's `TCP_FASTOPEN_CONNECT` socket option in
-//! user space. One module per concern:
+//! It implements Linux's `TCP_FASTOPEN_CONNECT` socket option in user space
+//! (explicit mode, for programs that set it) and gives every TCP client
+//! socket Fast Open on its own (auto mode, the default), through the
+//! kernel's own option where the kernel has it. See ARCHITECTURE.md.
 //!
-//! * [`real`]: the libc functions behind the hooks; [`export`]: the macro
-//!   that makes a hook a C symbol that never lets a panic out.
-//! * [`fdtable`]: which fds are ours, lock-free; [`deferred`]: the
-//!   per-socket deferred-connect state machine.
-//! * [`kernel`]: questions asked of the kernel; [`config`], [`log`].
+//! Modules, each depending only on those above it:
+//!
+//! * [`config`] (`TFO_*` variables; [`policy`]: ports and address ranges),
+//!   [`errno`] (the one error type), [`log`] (one-line diagnostics) — none
+//!   of them uses anything else of the library but config.
+//! * [`real`]: the libc functions behind the hooks.
+//! * [`addr`]: socket addresses; [`kernel`]: questions asked of the kernel
+//!   (socket options, TCP_INFO, the sysctl, futex waits).
+//! * [`state`]: the deferred-connect state machine (every transition);
+//!   [`retain`]: SYN data kept for a retry; [`watch`]: an epoll instance's
+//!   recorded registrations; [`fdtable`]: which fds are ours, lock-free;
+//!   [`failures`]: failure memory; [`stats`]: counters.
 //! * `hooks::*`: one module per family of intercepted calls.
+//! * [`export`]: the C edge (errno written here, panics stopped here).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 #[macro_use]
 mod export;
+mod addr;
 mod config;
-mod deferred;
 mod errno;
+mod failures;
 mod fdtable;
 mod hooks;
 mod kernel;
 mod lock;
+#[macro_use]
 mod log;
+mod policy;
 mod real;
+mod retain;
+mod state;
+mod stats;
+mod watch;
 
-/// Runs when the library is loaded: read the configuration and keep std's
-/// panic reporter quiet (a panic is reported once, by the hook that caught it).
+/// Runs when the library is loaded: read the configuration (then report
+/// what was wrong with it, so TFO_LOG=quiet is obeyed), prepare for fork,
+/// and keep std's panic reporter quiet (a panic is reported once, by the
+/// hook that caught it).
 extern "C" fn on_load() {
-    config::init();
+    for warning in config::init() {
+        log::warning!("{warning}");
+    }
     hooks::install_fork_handlers();
     std::panic::set_hook(Box::new(|_| {}));
+}
+
+/// Runs at normal exit: the statistics file.
+extern "C" fn on_unload() {
+    stats::write_file();
 }
 
 #[used]
 #[link_section = ".init_array"]
 static ON_LOAD: extern "C" fn() = on_load;
+
+#[used]
+#[link_section = ".fini_array"]
+static ON_UNLOAD: extern "C" fn() = on_unload;

@@ -1,4 +1,5 @@
-//! A small lock for libtfo's rare shared structures (the epoll registry),
+//! A small lock for libtfo's rare shared structures (an epoll instance's
+//! watched registrations),
 //! made for life inside other programs:
 //!
 //! * it knows its owner thread, so a signal handler that interrupts the
@@ -75,9 +76,16 @@ impl<T> OwnedLock<T> {
         self.lock().map(std::mem::forget).is_some()
     }
 
-    /// Parent side after fork: releases what `hold_for_fork` took.
+    /// Parent side after fork: releases what `hold_for_fork` took (and
+    /// nothing another thread took since).
     pub fn release_after_fork(&self) {
-        self.owner.store(0, Ordering::Release);
+        let _ = self.owner.compare_exchange(current_tid(), 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+impl<T: Default> Default for OwnedLock<T> {
+    fn default() -> Self {
+        OwnedLock::new(T::default())
     }
 }
 
@@ -132,5 +140,8 @@ mod tests {
         assert!(!lock.hold_for_fork()); // already ours: the parent must not release twice
         lock.reset_after_fork();
         assert!(lock.lock().is_some());
+        assert!(lock.hold_for_fork());
+        lock.release_after_fork();
+        assert!(lock.lock().is_some(), "the parent releases what it took");
     }
 }

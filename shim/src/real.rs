@@ -4,18 +4,19 @@
 //! Lazy resolution (not a constructor) because another library's constructor
 //! may call `connect` or `write` before ours runs. Each pointer is one
 //! relaxed atomic load after the first call. A symbol libc lacks makes the
-//! call fail with ENOSYS instead of crashing the host.
+//! call fail with ENOSYS instead of crashing the host; it is reported once.
 
 use libc::{c_char, c_int, c_uint, c_void, iovec, msghdr, nfds_t, off_t, pollfd, size_t, sigset_t};
 use libc::{epoll_event, fd_set, loff_t, mmsghdr, pid_t, sockaddr, socklen_t, ssize_t, timespec, timeval};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-/// Looks `name` (NUL-terminated) up in the objects loaded after libtfo.
+/// Looks `name` (NUL-terminated) up in the objects loaded after libtfo. A
+/// missing symbol is reported the first time only (`warned`).
 #[cold]
-fn resolve(name: &'static str, slot: &AtomicPtr<c_void>) -> *mut c_void {
+fn resolve(name: &'static str, slot: &AtomicPtr<c_void>, warned: &AtomicBool) -> *mut c_void {
     // SAFETY: `name` is a NUL-terminated literal; dlsym has no other precondition.
     let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr() as *const c_char) };
-    if p.is_null() {
+    if p.is_null() && !warned.swap(true, Ordering::Relaxed) {
         crate::log::warn_missing_symbol(name);
     }
     slot.store(p, Ordering::Relaxed);
@@ -28,6 +29,7 @@ macro_rules! real_functions {
         #[allow(clippy::missing_safety_doc)]
         pub unsafe fn $name($($arg: $ty),*) -> $ret {
             static SLOT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+            static WARNED: AtomicBool = AtomicBool::new(false);
             type Real = unsafe extern "C" fn($($ty),*) -> $ret;
 
             // Both paths end in a tail call, so a hook that only passes a
@@ -35,21 +37,23 @@ macro_rules! real_functions {
             #[cold]
             #[inline(never)]
             unsafe fn first_call($($arg: $ty),*) -> $ret {
-                let p = resolve(concat!(stringify!($name), "\0"), &SLOT);
+                let p = resolve(concat!(stringify!($name), "\0"), &SLOT, &WARNED);
                 if p.is_null() {
                     crate::errno::set(libc::ENOSYS);
                     return -1 as $ret;
                 }
-                // SAFETY: the symbol of this name in libc has exactly this C signature.
-                std::mem::transmute::<*mut c_void, Real>(p)($($arg),*)
+                // SAFETY: the symbol of this name in libc has exactly this C
+                // signature, and the caller upholds its contract.
+                unsafe { std::mem::transmute::<*mut c_void, Real>(p)($($arg),*) }
             }
 
             let p = SLOT.load(Ordering::Relaxed);
             if p.is_null() {
-                return first_call($($arg),*);
+                // SAFETY: the caller upholds the C function's contract.
+                return unsafe { first_call($($arg),*) };
             }
-            // SAFETY: as above.
-            std::mem::transmute::<*mut c_void, Real>(p)($($arg),*)
+            // SAFETY: as in first_call.
+            unsafe { std::mem::transmute::<*mut c_void, Real>(p)($($arg),*) }
         }
     )*};
 }
@@ -62,6 +66,8 @@ real_functions! {
     fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int;
     fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
     fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
+    fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
+    fn listen(fd: c_int, backlog: c_int) -> c_int;
     fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t;
     fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t;
     fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t;
@@ -72,12 +78,15 @@ real_functions! {
     fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t;
     fn recvfrom(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t;
     fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t;
+    fn recvmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_int, timeout: *mut timespec) -> c_int;
     fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
     fn __read_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t) -> ssize_t;
     fn __recv_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) -> ssize_t;
     fn __recvfrom_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t;
     fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int;
     fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int;
+    fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int, fdslen: size_t) -> c_int;
+    fn __ppoll_chk(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t, fdslen: size_t) -> c_int;
     fn close(fd: c_int) -> c_int;
     fn dup(fd: c_int) -> c_int;
     fn dup2(fd: c_int, to: c_int) -> c_int;
@@ -85,6 +94,7 @@ real_functions! {
     fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int;
     fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int;
     fn sendfile(out: c_int, inp: c_int, off: *mut off_t, count: size_t) -> ssize_t;
+    fn sendfile64(out: c_int, inp: c_int, off: *mut off_t, count: size_t) -> ssize_t;
     fn shutdown(fd: c_int, how: c_int) -> c_int;
     fn splice(input: c_int, in_offset: *mut loff_t, out: c_int, out_offset: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t;
     fn select(n: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *mut timeval) -> c_int;

@@ -87,6 +87,8 @@ impl Netns {
             cmd.arg("--preload").env("TFO_LIB", library());
         }
         cmd.env("TFO_BACKEND", if mode == Mode::KernelBackend { "kernel" } else { "emulate" });
+        // The explicit API unless a test asks for auto mode (Netns::env).
+        cmd.env("TFO_MODE", "explicit");
         cmd.env("TFO_EXAMPLES", root().join("target/examples"));
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--").args(command);

@@ -1,104 +1,274 @@
-//! connect(), shutdown() and getsockname() on a TCP_FASTOPEN_CONNECT socket
-//! (spec §4, §5, §10, §11).
+//! connect(), shutdown(), getsockname() and getpeername() (spec §4, §5,
+//! §10, §11).
 //!
-//! With a cookie cached for (source, destination), or in a no-cookie mode,
-//! the kernel defers: connect() returns 0 and nothing is sent. Otherwise it
+//! Explicit sockets (the program set TCP_FASTOPEN_CONNECT, emulated): with
+//! a cookie cached for (source, destination), or in a no-cookie mode, the
+//! kernel defers: connect() returns 0 and nothing is sent; otherwise it
 //! sends a SYN carrying a cookie request at once. Both are reproduced on an
 //! ordinary kernel socket; anything unusual goes to the real connect(), so
 //! the kernel reports its own errors.
+//!
+//! Auto mode: a TCP socket made by `socket()` that connects to a destination
+//! the policy admits gets the kernel's own TCP_FASTOPEN_CONNECT (or the
+//! emulation where the kernel lacks it), and is tracked while its SYN is
+//! deferred. The program sees a connected socket: getpeername() names the
+//! destination, and shutdown() first starts the connection.
 
+use super::syn::{self, auto_unsent};
 use super::{still_unsent, unsent};
-use crate::deferred::{Endpoints, Phase, SockAddr, Socket, Wait, FLAG_COOKIE_REQUESTED};
-use crate::errno::{self, Saved};
-use crate::kernel::{self, MSG_FASTOPEN, TCP_CLOSE, TFO_CLIENT_ENABLE, TFO_CLIENT_NO_COOKIE};
+use crate::addr::SockAddr;
+use crate::config::{self, Backend};
+use crate::errno::{check, Errno, SysResult};
+use crate::export::{Answer, Done, Real};
+use crate::fdtable::{self, Entry};
+use crate::kernel::{self, MSG_FASTOPEN, TCP_FASTOPEN_CONNECT, TCP_SYN_SENT, TFO_CLIENT_NO_COOKIE};
 use crate::log::{debug, warning};
-use crate::{fdtable, real};
+use crate::state::{Endpoints, Engine, Wait};
+use crate::stats::{self, Counter};
+use crate::{failures, policy, real};
 use libc::{c_int, sockaddr, socklen_t};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// What connect() finds on the fd.
+pub enum ConnectTarget {
+    Tracked(&'static Entry),
+    Candidate,
+}
+
+#[inline(always)]
+fn connect_target(fd: c_int) -> Option<ConnectTarget> {
+    match fdtable::lookup(fd) {
+        Some(entry) => Some(ConnectTarget::Tracked(entry)),
+        None if fdtable::is_candidate(fd) => Some(ConnectTarget::Candidate),
+        None => None,
+    }
+}
+
 export_fd! {
     fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int,
-    if let Some(socket) = fdtable::lookup(fd).filter(|s| s.option() == 1) => {
-        connect_fastopen(fd, socket, addr, len)
-    }
-
-    /// shutdown() of a deferred socket is a disconnect that sends nothing.
-    fn shutdown(fd: c_int, how: c_int) -> c_int,
-    if let Some(socket) = unsent(fd).filter(|_| (libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how)) => {
-        let saved = Saved::take();
-        if still_unsent(fd, socket) && disconnect(fd, socket) {
-            return saved.restore(0);
+    if let Some(target: ConnectTarget) = connect_target(fd) => {
+        match target {
+            ConnectTarget::Candidate => {
+                // SAFETY: connect's contract: `addr` is readable for `len` bytes.
+                let dest = unsafe { SockAddr::inet(addr, len) };
+                auto_connect(fd, dest)
+            }
+            ConnectTarget::Tracked(entry) if entry.conn.is_auto() => {
+                // Connecting again: the program's socket is a plain one to it.
+                if auto_unsent(entry) {
+                    syn::kick(fd, entry, Counter::KicksWait);
+                }
+                Real
+            }
+            ConnectTarget::Tracked(entry) if entry.conn.option() == 1 => {
+                // SAFETY: as above.
+                let (dest, unspec) = unsafe { (SockAddr::inet(addr, len), SockAddr::is_unspec(addr, len)) };
+                explicit_connect(fd, entry, dest, unspec)
+            }
+            ConnectTarget::Tracked(_) => Real,
         }
-        saved.restore(());
-        real::shutdown(fd, how)
+    }
+}
+
+export_fd! {
+    /// shutdown() of a deferred socket: explicit, a disconnect that sends
+    /// nothing (spec §11); auto mode, the connection starts first (an empty
+    /// request still reaches the server), and a SYN still in flight is
+    /// waited for (a shutdown in SYN_SENT would drop the connection).
+    fn shutdown(fd: c_int, how: c_int) -> c_int,
+    if let Some(entry) = super::attention(fd).filter(|_| (libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how)) => {
+        if entry.conn.is_auto() {
+            if auto_unsent(entry) {
+                syn::kick(fd, entry, Counter::KicksShutdown);
+            }
+            if kernel::tcp_state(fd) == Some(TCP_SYN_SENT) {
+                let _ = kernel::wait_for(fd, libc::POLLOUT, kernel::deadline(fd, libc::SO_SNDTIMEO));
+            }
+            if entry.conn.is_confirming() {
+                syn::resolve(fd, entry, true);
+            }
+            return Real;
+        }
+        if still_unsent(fd, entry) && entry.conn.disconnect() {
+            // Held epoll registrations now report the disconnect.
+            super::epoll::rearm(fd, entry);
+            return Done(Ok(0));
+        }
+        Real
     }
 
     /// A deferred socket already has its local address and port.
     fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int,
-    if let Some(socket) = unsent(fd) => {
-        let saved = Saved::take();
-        if !still_unsent(fd, socket) || matches!(socket.phase(), Phase::Connecting) {
-            saved.restore(());
-            return real::getsockname(fd, addr, len);
+    if let Some(entry) = unsent(fd).filter(|e| e.conn.engine() == Engine::Emulated) => {
+        if !still_unsent(fd, entry) || entry.conn.phase() == crate::state::Phase::Connecting {
+            return Real;
         }
-        if len.is_null() || (addr.is_null() && *len > 0) {
-            return errno::fail(libc::EFAULT);
+        // SAFETY: getsockname's contract for `addr` and `len`.
+        Done(unsafe { copy_address(&entry.conn.endpoints().local, addr, len) })
+    }
+
+    /// Auto mode: the program believes it is connected, and may log or
+    /// check its peer right away (the kernel's deferred socket would say
+    /// ENOTCONN until the handshake).
+    fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int,
+    if let Some(entry) = super::attention(fd).filter(|e| e.conn.is_auto()) => {
+        if !(entry.conn.is_unsent() || kernel::tcp_state(fd) == Some(TCP_SYN_SENT)) {
+            return Real;
         }
-        if (*len as c_int) < 0 {
-            return errno::fail(libc::EINVAL);
-        }
-        socket.endpoints().local.copy_out(addr, len);
-        saved.restore(0)
+        // SAFETY: getpeername's contract for `addr` and `len`.
+        Done(unsafe { copy_address(&entry.conn.endpoints().remote, addr, len) })
     }
 }
 
-unsafe fn connect_fastopen(fd: c_int, socket: &Socket, addr: *const sockaddr, len: socklen_t) -> c_int {
-    let saved = Saved::take();
-    let unspec = !addr.is_null()
-        && len as usize >= std::mem::size_of::<libc::sa_family_t>()
-        && c_int::from((*addr).sa_family) == libc::AF_UNSPEC;
-    match socket.phase() {
-        phase if phase.before_syn() && still_unsent(fd, socket) => {
-            if unspec && disconnect(fd, socket) {
-                return saved.restore(0);
+/// getsockname()/getpeername()'s copy-out with the kernel's checks.
+///
+/// # Safety
+/// As for those calls.
+unsafe fn copy_address(source: &SockAddr, addr: *mut sockaddr, len: *mut socklen_t) -> SysResult<c_int> {
+    // SAFETY: `len` is checked for null before it is read.
+    if len.is_null() || (addr.is_null() && unsafe { *len } > 0) {
+        return Err(Errno(libc::EFAULT));
+    }
+    // SAFETY: as above.
+    if (unsafe { *len } as c_int) < 0 {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: the caller's buffer of `*len` bytes.
+    unsafe { source.copy_out(addr, len) };
+    Ok(0)
+}
+
+/// Set once the kernel answered ENOPROTOOPT to TCP_FASTOPEN_CONNECT (before
+/// 4.11): from then on auto mode emulates (TFO_BACKEND=auto).
+static KERNEL_LACKS_OPTION: AtomicBool = AtomicBool::new(false);
+
+/// A fallback: count why, and let the kernel connect plainly.
+fn plain(why: Counter) -> Answer<c_int> {
+    stats::count(why);
+    Real
+}
+
+/// Auto mode: the first connect() of a TCP socket made by socket().
+fn auto_connect(fd: c_int, dest: Option<SockAddr>) -> Answer<c_int> {
+    fdtable::clear_candidate(fd);
+    let config = config::get();
+    let Some((dest, ip)) = dest.and_then(|d| Some((d, d.ip()?))) else { return Real };
+    stats::count(Counter::SocketsSeen);
+    if !config.policy.admits(ip, dest.port()) {
+        return plain(Counter::FallbackPolicy);
+    }
+    if failures::in_backoff(policy::canonical(ip)) {
+        debug!("fd {fd} {dest}: recent Fast Open failure on this path; plain connect");
+        return plain(Counter::FallbackFailureMemory);
+    }
+    let engine = match config.backend {
+        Backend::Emulate => Engine::Emulated,
+        Backend::Auto if KERNEL_LACKS_OPTION.load(Ordering::Relaxed) => Engine::Emulated,
+        Backend::Auto | Backend::Kernel => Engine::Kernel,
+    };
+    match engine {
+        Engine::Kernel => kernel_deferral(fd, dest),
+        Engine::Emulated => emulated_deferral(fd, dest, ip),
+    }
+}
+
+/// The kernel's own deferred connect, the default where it exists: one
+/// setsockopt, then the real connect; the socket is tracked only while its
+/// SYN has not left.
+fn kernel_deferral(fd: c_int, dest: SockAddr) -> Answer<c_int> {
+    match kernel::set_int_option(fd, libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1) {
+        Ok(()) => {}
+        Err(Errno(libc::ENOPROTOOPT)) => {
+            KERNEL_LACKS_OPTION.store(true, Ordering::Relaxed);
+            if config::get().backend == Backend::Auto {
+                let Some(ip) = dest.ip() else { return Real };
+                return emulated_deferral(fd, dest, ip);
             }
-            saved.restore(());
-            return connect_again(fd, socket, addr, len);
+            return plain(Counter::FallbackDisabled);
         }
-        Phase::Armed => {}
-        _ => {
-            if kernel::tcp_state(fd) != Some(TCP_CLOSE) || unspec {
-                saved.restore(());
-                return real::connect(fd, addr, len);
-            }
-            // Back in CLOSE after an RST, timeout or disconnect: the kernel's
-            // flag survives tcp_disconnect(), so the next connect defers again.
-            if socket.begin(Phase::Kernel, Phase::Armed).is_ok() {
-                socket.clear_flag(FLAG_COOKIE_REQUESTED);
-            }
+        // Client Fast Open is off in this namespace: pass through silently.
+        Err(Errno(libc::EOPNOTSUPP)) => return plain(Counter::FallbackDisabled),
+        Err(_) => return plain(Counter::FallbackError),
+    }
+    // SAFETY: `dest` is a valid address of its length.
+    let result = check(unsafe { real::connect(fd, dest.as_ptr(), dest.len()) });
+    // A blocking connect without a cookie returns 0 after the handshake;
+    // only a socket left in SYN_SENT was deferred.
+    if result.is_ok() && kernel::tcp_state(fd) == Some(TCP_SYN_SENT) {
+        let Some(entry) = fdtable::track(fd) else {
+            // Cannot be tracked (fd beyond the table): start it now, or a
+            // read-first program would wait forever.
+            let _ = kernel::send_nothing(fd, libc::MSG_DONTWAIT);
+            stats::count(Counter::FallbackError);
+            return Done(result);
+        };
+        entry.conn.start_auto(Engine::Kernel, dest.family(), Endpoints { remote: dest, local: SockAddr::empty() });
+        stats::count(Counter::ConnectionsDeferred);
+        debug!("fd {fd} {dest}: connect deferred (kernel)");
+    }
+    Done(result)
+}
+
+/// The emulation, for kernels without TCP_FASTOPEN_CONNECT (or when asked).
+fn emulated_deferral(fd: c_int, dest: SockAddr, ip: IpAddr) -> Answer<c_int> {
+    let Some(family) = kernel::tcp_family(fd).filter(|&f| f == dest.family()) else { return Real };
+    // A registration made with epoll before connect() cannot be held from
+    // the kernel (libtfo does not know it): no deferral.
+    if fdtable::was_watched(fd) || !kernel::client_fastopen_enabled() {
+        return plain(Counter::FallbackDisabled);
+    }
+    match deferral(fd, family, &dest, ip) {
+        Some(local) => {
+            let Some(entry) = fdtable::track(fd) else { return plain(Counter::FallbackError) };
+            entry.conn.start_auto(Engine::Emulated, family, Endpoints { remote: dest, local });
+            stats::count(Counter::ConnectionsDeferred);
+            debug!("fd {fd} {dest}: connect deferred (emulated)");
+            Done(Ok(0))
         }
+        // No cookie yet: ask for one with this connection's SYN.
+        // SAFETY: a zero-length sendto reads no memory; `dest` is valid.
+        None => match check(unsafe { real::sendto(fd, std::ptr::null(), 0, MSG_FASTOPEN | libc::MSG_NOSIGNAL, dest.as_ptr(), dest.len()) }) {
+            Err(Errno(libc::EOPNOTSUPP)) => plain(Counter::FallbackDisabled),
+            r => Done(r.map(|n| n as c_int)),
+        },
+    }
+}
+
+/// Explicit socket: TCP_FASTOPEN_CONNECT as the kernel does it.
+fn explicit_connect(fd: c_int, entry: &Entry, dest: Option<SockAddr>, unspec: bool) -> Answer<c_int> {
+    let conn = &entry.conn;
+    let phase = conn.phase();
+    if phase.unsent() && still_unsent(fd, entry) {
+        if unspec && conn.disconnect() {
+            super::epoll::rearm(fd, entry);
+            return Done(Ok(0));
+        }
+        return connect_again(fd, entry);
+    }
+    if phase != crate::state::Phase::Armed {
+        if kernel::tcp_state(fd) != Some(kernel::TCP_CLOSE) || unspec {
+            return Real;
+        }
+        // Back in CLOSE after an RST, timeout or disconnect: the kernel's
+        // flag survives tcp_disconnect(), so the next connect defers again.
+        conn.rearm();
     }
     // Only a well-formed address of the socket's own family is ours; the
     // kernel answers the rest (EINVAL, EAFNOSUPPORT, AF_UNSPEC disconnect).
-    let family = socket.family();
-    let Some(ip) = kernel::ip_of(addr, len).filter(|_| c_int::from((*addr).sa_family) == family) else {
-        saved.restore(());
-        return real::connect(fd, addr, len);
+    let Some((dest, ip)) = dest.filter(|d| d.family() == conn.family()).and_then(|d| Some((d, d.ip()?))) else {
+        return Real;
     };
-    if let Some(local) = deferral(fd, family, addr, len, ip) {
-        if socket.begin(Phase::Armed, Phase::Connecting).is_ok() {
-            socket.record_endpoints(Endpoints { remote: SockAddr::copy_from(addr, len), local });
-            socket.enter(Phase::Deferred);
-            super::epoll::hold(fd);
-            debug!("fd {fd}: connect deferred until the first write");
-            return saved.restore(0);
+    if let Some(local) = deferral(fd, conn.family(), &dest, ip) {
+        if conn.begin_connect() {
+            conn.deferred(Endpoints { remote: dest, local });
+            super::epoll::hold(fd, entry);
+            debug!("fd {fd} {dest}: connect deferred until the first write");
+            return Done(Ok(0));
         }
-        saved.restore(());
-        return connect_again(fd, socket, addr, len);
+        return connect_again(fd, entry);
     }
-    saved.restore(());
-    request_cookie(fd, socket, addr, len)
+    request_cookie(fd, entry, &dest)
 }
 
 /// The kernel defers when it holds a cookie for (source, destination), or
@@ -106,12 +276,12 @@ unsafe fn connect_fastopen(fd: c_int, socket: &Socket, addr: *const sockaddr, le
 /// already did: a route (its source address) and a local port. Without them
 /// there is no deferral, and the kernel's connect reports the error itself.
 /// Returns the local address a deferred socket reports.
-unsafe fn deferral(fd: c_int, family: c_int, addr: *const sockaddr, len: socklen_t, dest: IpAddr) -> Option<SockAddr> {
-    let local = kernel::local_address(fd)?;
-    let source = kernel::source_for(fd, &local, family, addr, len)?;
+fn deferral(fd: c_int, family: c_int, dest: &SockAddr, ip: IpAddr) -> Option<SockAddr> {
+    let local = kernel::local_address(fd).ok()?;
+    let source = kernel::source_for(fd, &local, dest)?;
     // The cookie first: with one (the common case) the no-cookie knobs do
     // not matter, and reading them costs four system calls.
-    if !has_cookie(dest, source) && !no_cookie_mode(fd) {
+    if !has_cookie(ip, source) && !no_cookie_mode(fd) {
         return None;
     }
     let mut local = kernel::with_local_port(fd, family, local)?;
@@ -121,7 +291,7 @@ unsafe fn deferral(fd: c_int, family: c_int, addr: *const sockaddr, len: socklen
 
 /// Client no-cookie mode: the sysctl bit or the socket option (spec §2).
 fn no_cookie_mode(fd: c_int) -> bool {
-    kernel::fastopen_sysctl().unwrap_or(TFO_CLIENT_ENABLE) & TFO_CLIENT_NO_COOKIE != 0 || kernel::socket_no_cookie(fd)
+    kernel::fastopen_sysctl().unwrap_or(0) & TFO_CLIENT_NO_COOKIE != 0 || kernel::socket_no_cookie(fd)
 }
 
 fn has_cookie(dest: IpAddr, source: IpAddr) -> bool {
@@ -140,52 +310,38 @@ fn has_cookie(dest: IpAddr, source: IpAddr) -> bool {
 /// No cookie: the SYN leaves now and asks for one. A zero-length
 /// sendto(MSG_FASTOPEN) is exactly that connect: a cookie-request SYN,
 /// EINPROGRESS when non-blocking, the handshake's result when blocking.
-unsafe fn request_cookie(fd: c_int, socket: &Socket, addr: *const sockaddr, len: socklen_t) -> c_int {
-    let r = real::sendto(fd, std::ptr::null(), 0, MSG_FASTOPEN | libc::MSG_NOSIGNAL, addr, len);
-    if r == 0 || errno::get() == libc::EINPROGRESS {
-        // The SYN left, and tcp_connect_init() cleared any old sk_err.
-        socket.set_pending_error(0);
-    }
-    if r < 0 && errno::get() == libc::EOPNOTSUPP {
+fn request_cookie(fd: c_int, entry: &Entry, dest: &SockAddr) -> Answer<c_int> {
+    // SAFETY: a zero-length sendto reads no memory; `dest` is valid.
+    let result = check(unsafe { real::sendto(fd, std::ptr::null(), 0, MSG_FASTOPEN | libc::MSG_NOSIGNAL, dest.as_ptr(), dest.len()) });
+    match result {
         // Client Fast Open is off in this netns. The kernel's connect() does
         // not check that, so a plain connect is what it would do.
-        return real::connect(fd, addr, len);
+        Err(Errno(libc::EOPNOTSUPP)) => Real,
+        _ => {
+            if matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))) {
+                // The SYN left, and tcp_connect_init() cleared any old sk_err.
+                entry.conn.set_pending_error(0);
+            }
+            entry.conn.connected_without_deferral(true);
+            // Registrations held since a disconnect go back to the kernel.
+            super::epoll::release(fd, entry);
+            Done(result.map(|n| n as c_int))
+        }
     }
-    socket.set_flag(FLAG_COOKIE_REQUESTED);
-    socket.enter(Phase::Kernel);
-    // Registrations held since a disconnect go back to the kernel.
-    let saved = Saved::take();
-    super::epoll::release(fd);
-    saved.restore(r as c_int)
 }
 
 /// connect() again before the deferred SYN has left (spec §4): EISCONN at
 /// once when non-blocking. A blocking one sleeps like inet_wait_for_connect
 /// while the socket is in SYN_SENT: EISCONN when SO_SNDTIMEO expires, and
 /// the kernel's own answer once a write has sent the SYN.
-unsafe fn connect_again(fd: c_int, socket: &Socket, addr: *const sockaddr, len: socklen_t) -> c_int {
-    let saved = Saved::take();
+fn connect_again(fd: c_int, entry: &Entry) -> Answer<c_int> {
     if kernel::is_nonblocking(fd) {
-        return errno::fail(libc::EISCONN);
+        return Done(Err(Errno(libc::EISCONN)));
     }
-    match socket.wait_while(Phase::before_syn, kernel::deadline(fd, libc::SO_SNDTIMEO), || still_unsent(fd, socket)) {
-        Wait::Changed => {
-            saved.restore(());
-            real::connect(fd, addr, len)
-        }
-        Wait::TimedOut => errno::fail(libc::EISCONN),
-        Wait::Interrupted => errno::fail(libc::EINTR),
+    let unsent = |p: crate::state::Phase| p.unsent();
+    match entry.conn.wait_while(unsent, kernel::deadline(fd, libc::SO_SNDTIMEO), || still_unsent(fd, entry)) {
+        Wait::Changed => Real,
+        Wait::TimedOut => Done(Err(Errno(libc::EISCONN))),
+        Wait::Interrupted => Done(Err(Errno(libc::EINTR))),
     }
-}
-
-/// tcp_disconnect() of a deferred socket: back to CLOSE without a packet,
-/// ECONNRESET pending (spec §11). The local port stays, as in the kernel.
-fn disconnect(fd: c_int, socket: &Socket) -> bool {
-    if socket.begin(Phase::Deferred, Phase::Armed).is_err() {
-        return false;
-    }
-    socket.set_pending_error(libc::ECONNRESET);
-    // Held epoll registrations now report the disconnect (epoll.rs).
-    super::epoll::rearm(fd);
-    true
 }

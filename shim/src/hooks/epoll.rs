@@ -1,237 +1,246 @@
-//! epoll (spec §9). The kernel's deferred socket reports EPOLLOUT only; the
-//! unconnected socket under libtfo's would add EPOLLHUP, which epoll always
-//! reports and no event mask can hide. So while a socket's SYN has not
-//! left, its registrations are *held*: recorded here and removed from the
-//! kernel's epoll instance, and epoll_wait reports EPOLLOUT for them itself
-//! (level-triggered every time, edge-triggered once per registration).
-//! When the SYN leaves (or, after a disconnect, once the pending error has
-//! been read), each held registration is added back with the program's own
-//! events and data, and from then on the kernel reports everything.
+//! epoll (spec §9), with the registrations libtfo must know about kept per
+//! epoll instance (`watch.rs`): no process-wide lock, no global list.
 //!
-//! Only registrations of sockets libtfo tracks are recorded, and epoll
-//! instances holding one are tracked too, so closing them is seen. Each
-//! record remembers the fd-table entries of its socket and instance: a
-//! number closed behind our back and reused no longer matches, and its
-//! record is dropped, never reported or re-added. When no registration is
-//! held anywhere, epoll_wait costs one load on top of the real call.
+//! * Emulated sockets whose SYN has not left: the unconnected socket under
+//!   them would add EPOLLHUP, which epoll always reports and no mask can
+//!   hide. So their registrations are *held*: removed from the kernel's
+//!   instance, and epoll_wait reports EPOLLOUT for them itself
+//!   (level-triggered every time, edge-triggered once per registration).
+//!   When the SYN leaves (or, after a disconnect, once the pending error has
+//!   been read), each held registration is added back with the program's own
+//!   events and data, and from then on the kernel reports everything.
+//! * Auto mode: an epoll_wait that would wait, on an instance where a
+//!   deferred socket is registered for input, starts that connection first
+//!   (as poll.rs does); a socket whose SYN carried data has its outcome
+//!   looked at after the wait, and events of a reset retried meanwhile are
+//!   dropped (the program never sees the reset).
+//!
+//! Recorded: registrations of sockets libtfo tracks, and of TCP sockets
+//! registered before they connected (they may defer later). An instance
+//! with nothing recorded costs epoll_wait one load on top of the real call.
 
 use super::still_unsent;
-use crate::deferred::Socket;
-use crate::errno::{self, Saved};
-use crate::lock::OwnedLock;
-use crate::{fdtable, real};
-use libc::{c_int, epoll_event, sigset_t, timespec, EPOLLET, EPOLLONESHOT, EPOLLOUT, EPOLLWRNORM};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-struct Registration {
-    epfd: c_int,
-    fd: c_int,
-    /// The fd-table entries of `fd` and `epfd` when registered.
-    socket: usize,
-    instance: usize,
-    event: epoll_event,
-    /// Removed from the kernel's instance while the SYN has not left.
-    held: bool,
-    /// Edge-triggered or one-shot: EPOLLOUT already reported since held.
-    reported: bool,
-}
-
-// SAFETY: plain data (epoll_event holds a u64 the kernel never dereferences).
-unsafe impl Send for Registration {}
-
-static REGISTRY: OwnedLock<Vec<Registration>> = OwnedLock::new(Vec::new());
-/// Registrations currently held; 0 keeps epoll_wait on its fast path.
-static HELD: AtomicUsize = AtomicUsize::new(0);
-/// Registrations recorded at all; 0 lets connect/close skip the registry.
-static RECORDED: AtomicUsize = AtomicUsize::new(0);
-/// With maxevents 1, held registrations and the kernel take turns.
-static KERNEL_TURN: AtomicBool = AtomicBool::new(false);
+use super::syn::{self, Outcome};
+use crate::errno::{check, Errno, SysResult};
+use crate::export::{Answer, Done, Real};
+use crate::fdtable::{self, Entry};
+use crate::real;
+use crate::state::{Engine, Phase};
+use crate::stats::Counter;
+use crate::watch::Watch;
+use libc::{c_int, epoll_event, sigset_t, timespec, EPOLLOUT, EPOLLWRNORM};
+use std::sync::atomic::Ordering;
 
 const REPORTED_MASK: u32 = (EPOLLOUT | EPOLLWRNORM) as u32;
 
-export_fd! {
-    fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -> c_int,
-    if let Some(socket) = fdtable::lookup(fd) => {
-        control(epfd, op, fd, event, socket)
+/// Sockets acted on after one scan (more wait for the next epoll_wait).
+const BATCH: usize = 64;
+
+/// Worth recording: a candidate for auto mode, or a tracked socket that
+/// may defer (explicit option set, or auto mode).
+#[inline(always)]
+fn recordable(fd: c_int) -> Option<()> {
+    match fdtable::lookup(fd) {
+        Some(entry) => (entry.conn.option() == 1 || entry.conn.is_auto()).then_some(()),
+        None => fdtable::is_candidate(fd).then_some(()),
     }
 }
+
+export_fd! {
+    fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -> c_int,
+    if let Some(_recordable: ()) = recordable(fd) => {
+        // SAFETY: epoll_ctl's contract for `event`.
+        unsafe { control(epfd, op, fd, event) }
+    }
+}
+
+/// The instance behind `epfd`, when it has recorded registrations.
+#[inline(always)]
+fn watched_instance(epfd: c_int) -> Option<&'static Entry> {
+    fdtable::lookup(epfd).filter(|e| !e.watches.is_empty())
+}
+
+const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
 
 export_fd! {
     fn epoll_wait(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: c_int) -> c_int,
-    if let Some(_held: ()) = held_somewhere() => {
-        wait(epfd, events, max, |events, max, now| real::epoll_wait(epfd, events, max, if now { 0 } else { timeout }))
+    if let Some(instance) = watched_instance(epfd) => {
+        // SAFETY: epoll_wait's contract: `events` has room for `max`.
+        unsafe { wait(instance, epfd, events, max, |events, max, now| real::epoll_wait(epfd, events, max, if now { 0 } else { timeout })) }
     }
 
     fn epoll_pwait(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: c_int, mask: *const sigset_t) -> c_int,
-    if let Some(_held: ()) = held_somewhere() => {
-        wait(epfd, events, max, |events, max, now| real::epoll_pwait(epfd, events, max, if now { 0 } else { timeout }, mask))
+    if let Some(instance) = watched_instance(epfd) => {
+        // SAFETY: as for epoll_wait.
+        unsafe { wait(instance, epfd, events, max, |events, max, now| real::epoll_pwait(epfd, events, max, if now { 0 } else { timeout }, mask)) }
     }
 
     fn epoll_pwait2(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: *const timespec, mask: *const sigset_t) -> c_int,
-    if let Some(_held: ()) = held_somewhere() => {
-        const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
-        wait(epfd, events, max, |events, max, now| real::epoll_pwait2(epfd, events, max, if now { &NOW } else { timeout }, mask))
+    if let Some(instance) = watched_instance(epfd) => {
+        // SAFETY: as for epoll_wait.
+        unsafe { wait(instance, epfd, events, max, |events, max, now| real::epoll_pwait2(epfd, events, max, if now { &NOW } else { timeout }, mask)) }
     }
 }
 
-/// `Some` when some registration is held somewhere.
-#[inline(always)]
-fn held_somewhere() -> Option<()> {
-    (HELD.load(Ordering::Relaxed) != 0).then_some(())
-}
-
-/// The identity of `fd`'s fd-table entry (0 when untracked).
-fn entry_of(fd: c_int) -> usize {
-    fdtable::lookup(fd).map_or(0, |s| s as *const Socket as usize)
-}
-
-impl Registration {
-    /// Both numbers still name what they named at registration.
-    fn current(&self) -> bool {
-        self.socket != 0 && entry_of(self.fd) == self.socket && entry_of(self.epfd) == self.instance
-    }
-
-    fn is(&self, fd: c_int) -> bool {
-        self.fd == fd && self.current()
-    }
-
-    /// The kernel must not see this registration while the SYN has not left.
-    fn hold(&mut self) {
-        if !self.held {
-            // SAFETY: DEL takes no event.
-            unsafe { real::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, self.fd, std::ptr::null_mut()) };
-            self.held = true;
-            self.reported = false;
-            HELD.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Back to the kernel, with the program's events and data.
-    fn release(&mut self) {
-        if self.held {
-            // SAFETY: the event is a valid epoll_event owned by the record.
-            unsafe { real::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, self.fd, &mut self.event) };
-            self.held = false;
-            HELD.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    /// A one-shot registration that already reported its event.
-    fn disarmed(&self) -> bool {
-        self.reported && self.event.events & EPOLLONESHOT as u32 != 0
-    }
-}
-
-/// Removes records that `keep` rejects, keeping the counters right.
-fn retain(registry: &mut Vec<Registration>, keep: impl Fn(&Registration) -> bool) {
-    registry.retain(|r| {
-        if keep(r) {
-            return true;
-        }
-        RECORDED.fetch_sub(1, Ordering::Relaxed);
-        if r.held {
-            HELD.fetch_sub(1, Ordering::Relaxed);
-        }
-        false
-    });
-}
-
-unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event, socket: &Socket) -> c_int {
-    let saved = Saved::take();
-    // Re-entered from a signal handler: leave the bookkeeping alone.
-    let Some(mut registry) = REGISTRY.lock() else { return real::epoll_ctl(epfd, op, fd, event) };
-    retain(&mut registry, Registration::current);
-    let position = registry.iter().position(|r| r.epfd == epfd && r.fd == fd);
-    match (op, position.filter(|&i| registry[i].held)) {
-        // Held registrations exist only here; answer as the kernel would.
-        (libc::EPOLL_CTL_ADD, Some(_)) => errno::fail(libc::EEXIST),
-        (libc::EPOLL_CTL_MOD, Some(_)) if event.is_null() => errno::fail(libc::EFAULT),
-        (libc::EPOLL_CTL_MOD, Some(i)) => {
-            let reg = &mut registry[i];
-            reg.event = *event;
-            reg.reported = false;
-            if matches!(synthesized(reg), Held::Release) {
-                reg.release();
-            }
-            saved.restore(0)
-        }
-        (libc::EPOLL_CTL_DEL, Some(_)) => {
-            retain(&mut registry, |r| !(r.epfd == epfd && r.fd == fd));
-            saved.restore(0)
-        }
-        _ => {
-            // The kernel validates and applies it; the record follows.
-            let r = real::epoll_ctl(epfd, op, fd, event);
-            if r != 0 {
-                return r;
-            }
-            match (op, position) {
-                (libc::EPOLL_CTL_ADD, _) => {
-                    // Closing the epoll instance must reach us to drop its records.
-                    fdtable::mark(epfd);
-                    let mut reg = Registration {
-                        epfd,
-                        fd,
-                        socket: socket as *const Socket as usize,
-                        instance: entry_of(epfd),
-                        event: *event,
-                        held: false,
-                        reported: false,
-                    };
-                    if socket.phase().before_syn() && still_unsent(fd, socket) {
-                        reg.hold();
-                    }
-                    registry.push(reg);
-                    RECORDED.fetch_add(1, Ordering::Relaxed);
-                }
-                (libc::EPOLL_CTL_MOD, Some(i)) => registry[i].event = *event,
-                (libc::EPOLL_CTL_DEL, Some(_)) => retain(&mut registry, |r| !(r.epfd == epfd && r.fd == fd)),
-                _ => {}
-            }
-            saved.restore(0)
-        }
-    }
-}
-
-/// Runs `f` on the registry when it may be needed and this thread can take
-/// it; errno is kept.
-fn with_registry(needed: &AtomicUsize, f: impl FnOnce(&mut Vec<Registration>)) {
-    if needed.load(Ordering::Relaxed) == 0 {
+/// The socket's list of instances holding its registrations (emulated).
+fn add_watcher(entry: &Entry, epfd: c_int) {
+    let want = epfd as u32 + 1;
+    let slots = &entry.conn.watchers;
+    if slots.iter().any(|w| w.load(Ordering::Relaxed) == want) {
         return;
     }
-    let saved = Saved::take();
-    if let Some(mut registry) = REGISTRY.lock() {
-        f(&mut registry);
+    for slot in slots {
+        if slot.compare_exchange(0, want, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            return;
+        }
     }
-    saved.restore(())
 }
 
-/// `fd` was just deferred: hold its registrations.
-pub fn hold(fd: c_int) {
-    with_registry(&RECORDED, |registry| registry.iter_mut().filter(|r| r.is(fd)).for_each(Registration::hold));
+fn remove_watcher(entry: &Entry, epfd: c_int) {
+    for slot in &entry.conn.watchers {
+        let _ = slot.compare_exchange(epfd as u32 + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
 }
+
+/// The kernel must not see this registration while the SYN has not left.
+fn hold_watch(epfd: c_int, watch: &mut Watch) {
+    if !watch.held {
+        // SAFETY: DEL takes no event.
+        unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, watch.fd, std::ptr::null_mut()) };
+        watch.held = true;
+        watch.reported = false;
+    }
+}
+
+/// Back to the kernel, with the program's events and data.
+fn give_back(epfd: c_int, watch: &mut Watch) {
+    if watch.held {
+        // SAFETY: the event is a valid epoll_event owned by the record.
+        unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, watch.fd, &mut watch.event) };
+        watch.held = false;
+    }
+}
+
+/// # Safety
+/// epoll_ctl's contract for `event`.
+unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -> Answer<c_int> {
+    let Some(instance) = fdtable::mark(epfd) else { return Real };
+    let entry = fdtable::lookup(fd);
+    if entry.is_none() {
+        fdtable::note_watched(fd);
+    }
+    let generation = fdtable::generation(fd);
+    // Re-entered from a signal handler: leave the bookkeeping alone.
+    instance
+        .watches
+        .with(|list| {
+            list.retain(Watch::current);
+            let position = list.iter().position(|w| w.fd == fd);
+            match (op, position.filter(|&i| list[i].held)) {
+                // Held registrations exist only here; answer as the kernel would.
+                (libc::EPOLL_CTL_ADD, Some(_)) => Done(Err(Errno(libc::EEXIST))),
+                (libc::EPOLL_CTL_MOD, Some(_)) if event.is_null() => Done(Err(Errno(libc::EFAULT))),
+                (libc::EPOLL_CTL_MOD, Some(i)) => {
+                    // SAFETY: checked non-null; epoll_ctl's contract.
+                    list[i].event = unsafe { *event };
+                    list[i].reported = false;
+                    if matches!(synthesized(&list[i]), Held::Release) {
+                        give_back(epfd, &mut list[i]);
+                    }
+                    Done(Ok(0))
+                }
+                (libc::EPOLL_CTL_DEL, Some(i)) => {
+                    list.remove(i);
+                    if let Some(entry) = entry {
+                        remove_watcher(entry, epfd);
+                    }
+                    Done(Ok(0))
+                }
+                _ => {
+                    // The kernel validates and applies it; the record follows.
+                    // SAFETY: the caller's arguments.
+                    let result = check(unsafe { real::epoll_ctl(epfd, op, fd, event) });
+                    if result.is_ok() {
+                        // SAFETY: a successful ADD/MOD had a valid event.
+                        record(list, epfd, op, fd, generation, position, entry, || unsafe { *event });
+                    }
+                    Done(result)
+                }
+            }
+        })
+        .unwrap_or(Real)
+}
+
+/// Keeps the record in step with a registration the kernel accepted.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    list: &mut Vec<Watch>,
+    epfd: c_int,
+    op: c_int,
+    fd: c_int,
+    generation: u32,
+    position: Option<usize>,
+    entry: Option<&Entry>,
+    event: impl Fn() -> epoll_event,
+) {
+    match (op, position) {
+        (libc::EPOLL_CTL_ADD, _) => {
+            let mut watch = Watch { fd, generation, event: event(), held: false, reported: false };
+            if let Some(entry) = entry {
+                add_watcher(entry, epfd);
+                if entry.conn.engine() == Engine::Emulated && entry.conn.is_unsent() && still_unsent(fd, entry) {
+                    hold_watch(epfd, &mut watch);
+                }
+            }
+            list.push(watch);
+        }
+        (libc::EPOLL_CTL_MOD, Some(i)) => list[i].event = event(),
+        (libc::EPOLL_CTL_DEL, Some(i)) => {
+            list.remove(i);
+            if let Some(entry) = entry {
+                remove_watcher(entry, epfd);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Runs `f` on the current registrations of `fd` in every instance that
+/// holds one (the socket's watcher list).
+fn each_watch(fd: c_int, entry: &Entry, f: impl Fn(c_int, &mut Watch)) {
+    for slot in &entry.conn.watchers {
+        let Some(epfd) = slot.load(Ordering::Acquire).checked_sub(1).map(|e| e as c_int) else { continue };
+        let Some(instance) = fdtable::lookup(epfd) else { continue };
+        instance.watches.with(|list| {
+            list.iter_mut().filter(|w| w.fd == fd && w.current()).for_each(|w| f(epfd, w));
+        });
+    }
+}
+
 
 /// `fd`'s SYN left: give its registrations back to the kernel (a one-shot
 /// registration that fired stays quiet until EPOLL_CTL_MOD).
-pub fn release(fd: c_int) {
-    with_registry(&HELD, |registry| {
-        registry.iter_mut().filter(|r| r.is(fd) && !r.disarmed()).for_each(Registration::release)
+pub fn release(fd: c_int, entry: &Entry) {
+    each_watch(fd, entry, |epfd, w| {
+        if !w.disarmed() {
+            give_back(epfd, w)
+        }
     });
 }
 
 /// `fd` was disconnected before its SYN left: the kernel would wake its
 /// watchers with the new state, so edge-triggered ones report again.
-pub fn rearm(fd: c_int) {
-    with_registry(&HELD, |registry| {
-        registry.iter_mut().filter(|r| r.is(fd) && r.held && !r.disarmed()).for_each(|r| r.reported = false)
+pub fn rearm(fd: c_int, entry: &Entry) {
+    each_watch(fd, entry, |_, w| {
+        if w.held && !w.disarmed() {
+            w.reported = false;
+        }
     });
 }
 
-/// `fd` (a socket or an epoll instance) is being closed or replaced: drop
-/// its records. Records this cannot reach (a signal handler interrupted the
-/// lock's owner) no longer match their entries and are dropped later.
-pub fn forget(fd: c_int) {
-    with_registry(&RECORDED, |registry| retain(registry, |r| r.fd != fd && r.epfd != fd));
+/// `fd` was just deferred (explicit): hold its registrations.
+pub fn hold(fd: c_int, entry: &Entry) {
+    each_watch(fd, entry, hold_watch);
 }
 
 /// What becomes of a held registration at this epoll_wait.
@@ -248,115 +257,217 @@ enum Held {
 /// Before the SYN: EPOLLOUT only (and EPOLLERR while a disconnect's error
 /// is unread). After a disconnect, until the error is read: what the kernel
 /// reports for CLOSE with sk_err set.
-fn synthesized(reg: &Registration) -> Held {
-    if !reg.current() {
-        return Held::Drop;
-    }
-    let Some(socket) = fdtable::lookup(reg.fd) else { return Held::Drop };
-    let unsent = still_unsent(reg.fd, socket);
-    if !reg.current() {
+fn synthesized(watch: &Watch) -> Held {
+    let Some(entry) = fdtable::lookup(watch.fd).filter(|_| watch.current()) else { return Held::Drop };
+    let unsent = still_unsent(watch.fd, entry);
+    if fdtable::lookup(watch.fd).is_none() {
         return Held::Drop; // still_unsent found the number reused and forgot it
     }
-    let wanted = reg.event.events & REPORTED_MASK;
-    let error = if socket.pending_error() != 0 { libc::EPOLLERR as u32 } else { 0 };
+    let wanted = watch.event.events & REPORTED_MASK;
+    let error = if entry.conn.pending_error() != 0 { libc::EPOLLERR as u32 } else { 0 };
     if unsent {
         Held::Report(wanted | error)
     } else if error != 0 {
         Held::Report(wanted | error | libc::EPOLLHUP as u32)
-    } else if reg.disarmed() {
+    } else if watch.disarmed() {
         Held::Report(0)
     } else {
         Held::Release
     }
 }
 
-/// fork() handlers: the child must not inherit a lock held by a thread that
-/// does not exist there.
-static LOCKED_FOR_FORK: AtomicBool = AtomicBool::new(false);
+/// Still worth keeping: held, or a socket that may yet defer or is still
+/// waiting for its outcome.
+fn worth_keeping(watch: &Watch) -> bool {
+    if watch.held {
+        return true;
+    }
+    match fdtable::lookup(watch.fd) {
+        Some(entry) => entry.conn.option() == 1 || (entry.conn.is_auto() && entry.conn.needs_attention()),
+        None => fdtable::is_candidate(watch.fd),
+    }
+}
 
+/// A small stack list of fds (and their registration data).
+struct Batch {
+    items: [(c_int, u64); BATCH],
+    len: usize,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch { items: [(0, 0); BATCH], len: 0 }
+    }
+
+    fn push(&mut self, fd: c_int, data: u64) {
+        if self.len < BATCH {
+            self.items[self.len] = (fd, data);
+            self.len += 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(c_int, u64)> {
+        self.items[..self.len].iter()
+    }
+}
+
+/// epoll_wait with libtfo's registrations of this instance answered.
+///
+/// # Safety
+/// epoll_wait's contract: `events` has room for `max` entries.
+unsafe fn wait(
+    instance: &Entry,
+    epfd: c_int,
+    events: *mut epoll_event,
+    max: c_int,
+    real_wait: impl Fn(*mut epoll_event, c_int, bool) -> c_int,
+) -> Answer<c_int> {
+    if events.is_null() || max <= 0 {
+        return Real;
+    }
+    loop {
+        // SAFETY: the caller's contract.
+        let (result, retried) = unsafe { wait_once(instance, epfd, events, max, &real_wait) };
+        match result {
+            Ok(0) if retried => continue,
+            other => return Done(other),
+        }
+    }
+}
+
+/// # Safety
+/// As for `wait`.
+unsafe fn wait_once(
+    instance: &Entry,
+    epfd: c_int,
+    events: *mut epoll_event,
+    max: c_int,
+    real_wait: &impl Fn(*mut epoll_event, c_int, bool) -> c_int,
+) -> (SysResult<c_int>, bool) {
+    // Leave the kernel at least one slot, so that held level-triggered
+    // registrations cannot starve the program's other fds.
+    let limit = if max > 1 { max as usize - 1 } else { 1 };
+    let mut ready = 0usize;
+    let mut kicks = Batch::new();
+    let mut confirming = Batch::new();
+    instance.watches.with(|list| {
+        list.retain(|w| w.current() && worth_keeping(w));
+        let mut reported_now = Batch::new();
+        for (i, watch) in list.iter_mut().enumerate() {
+            let entry = fdtable::lookup(watch.fd);
+            if let Some(entry) = entry.filter(|e| e.conn.is_auto()) {
+                match entry.conn.phase() {
+                    Phase::Deferred if watch.wants_input() => kicks.push(watch.fd, watch.event.u64),
+                    Phase::Confirming => confirming.push(watch.fd, watch.event.u64),
+                    _ => {}
+                }
+            }
+            if !watch.held {
+                continue;
+            }
+            let mask = match synthesized(watch) {
+                Held::Report(mask) => mask,
+                Held::Release => {
+                    give_back(epfd, watch);
+                    continue;
+                }
+                Held::Drop => {
+                    watch.generation = watch.generation.wrapping_add(1); // removed below
+                    continue;
+                }
+            };
+            if mask == 0 || (watch.once() && watch.reported) || ready == limit {
+                continue;
+            }
+            watch.reported = true;
+            // SAFETY: ready < limit <= max.
+            unsafe { *events.add(ready) = epoll_event { events: mask, u64: watch.event.u64 } };
+            ready += 1;
+            reported_now.push(i as c_int, 0);
+        }
+        // Round robin: those reported by this call go to the back of the line.
+        if ready == limit {
+            for (moved, &(i, _)) in reported_now.iter().enumerate() {
+                let watch = list.remove(i as usize - moved);
+                list.push(watch);
+            }
+        }
+        list.retain(Watch::current);
+    });
+    let room = max - ready as c_int;
+    // SAFETY: the rest of the caller's array.
+    let rest = unsafe { events.add(ready) };
+    let result = if room == 0 {
+        Ok(0)
+    } else if ready > 0 {
+        check(real_wait(rest, room, true))
+    } else if kicks.len > 0 {
+        // Nothing libtfo answers is ready: does anything else have news?
+        match check(real_wait(rest, room, true)) {
+            Ok(0) => {
+                for &(fd, _) in kicks.iter() {
+                    if let Some(entry) = fdtable::lookup(fd).filter(|e| syn::auto_unsent(e)) {
+                        syn::kick(fd, entry, Counter::KicksWait);
+                    }
+                }
+                check(real_wait(rest, room, false))
+            }
+            other => other,
+        }
+    } else {
+        check(real_wait(rest, room, false))
+    };
+    // Outcomes of SYNs with data: a reset retried now must not be reported.
+    let mut got = result.unwrap_or(0).max(0) as usize;
+    let mut retried = false;
+    for &(fd, data) in confirming.iter() {
+        let Some(entry) = fdtable::lookup(fd) else { continue };
+        if syn::resolve(fd, entry, true) == Outcome::Retried {
+            retried = true;
+            // SAFETY: `got` events were written by the real wait.
+            let delivered = unsafe { std::slice::from_raw_parts_mut(rest, got) };
+            let mut kept = 0;
+            for i in 0..got {
+                if delivered[i].u64 != data {
+                    delivered[kept] = delivered[i];
+                    kept += 1;
+                }
+            }
+            got = kept;
+        }
+    }
+    let total = match result {
+        // Only the held registrations are known ready: report just them.
+        Err(_) if ready > 0 => Ok(ready as c_int),
+        Err(e) => Err(e),
+        Ok(_) => Ok((ready + got) as c_int),
+    };
+    (total, retried)
+}
+
+/// fork() handlers: the child must not inherit a list lock held by a
+/// thread that does not exist there.
 pub fn before_fork() {
-    LOCKED_FOR_FORK.store(REGISTRY.hold_for_fork(), Ordering::Relaxed);
+    for fd in 0..=fdtable::highest() {
+        if let Some(entry) = fdtable::lookup(fd) {
+            entry.watches.hold_for_fork();
+        }
+    }
 }
 
 pub fn after_fork_in_parent() {
-    if LOCKED_FOR_FORK.load(Ordering::Relaxed) {
-        REGISTRY.release_after_fork();
+    for fd in 0..=fdtable::highest() {
+        if let Some(entry) = fdtable::lookup(fd) {
+            entry.watches.release_after_fork();
+        }
     }
 }
 
 pub fn after_fork_in_child() {
     crate::lock::forget_tid_after_fork();
-    REGISTRY.reset_after_fork();
-}
-
-/// epoll_wait with the held registrations of `epfd` answered here.
-unsafe fn wait(
-    epfd: c_int,
-    events: *mut epoll_event,
-    max: c_int,
-    real_wait: impl Fn(*mut epoll_event, c_int, bool) -> c_int,
-) -> c_int {
-    if events.is_null() || max <= 0 {
-        return real_wait(events, max, false);
-    }
-    let saved = Saved::take();
-    // Leave the kernel at least one slot, so that held level-triggered
-    // registrations cannot starve the program's other fds; with a single
-    // slot, take turns, the kernel's turn without waiting.
-    if max == 1 && KERNEL_TURN.fetch_xor(true, Ordering::Relaxed) {
-        let r = real_wait(events, 1, true);
-        if r != 0 {
-            return r;
+    for fd in 0..=fdtable::highest() {
+        if let Some(entry) = fdtable::lookup(fd) {
+            entry.watches.reset_after_fork();
         }
-        saved.restore(());
-    }
-    let limit = if max > 1 { max as usize - 1 } else { 1 };
-    let mut ready = 0usize;
-    if let Some(mut registry) = REGISTRY.lock() {
-        let mut reported_now = Vec::new();
-        for (i, reg) in registry.iter_mut().enumerate() {
-            if reg.epfd != epfd || !reg.held {
-                continue;
-            }
-            let mask = match synthesized(reg) {
-                Held::Report(mask) => mask,
-                Held::Release => {
-                    reg.release();
-                    continue;
-                }
-                Held::Drop => {
-                    reg.socket = 0; // removed below
-                    continue;
-                }
-            };
-            let once = reg.event.events & (EPOLLET | EPOLLONESHOT) as u32 != 0;
-            if mask == 0 || (once && reg.reported) || ready == limit {
-                continue;
-            }
-            reg.reported = true;
-            *events.add(ready) = epoll_event { events: mask, u64: reg.event.u64 };
-            ready += 1;
-            reported_now.push(i);
-        }
-        // Round robin: those reported by this call go to the back of the line.
-        if ready == limit {
-            for (moved, i) in reported_now.into_iter().enumerate() {
-                let reg = registry.remove(i - moved);
-                registry.push(reg);
-            }
-        }
-        retain(&mut registry, |r| r.socket != 0);
-    }
-    saved.restore(());
-    let room = max - ready as c_int;
-    if room == 0 {
-        return ready as c_int;
-    }
-    let r = real_wait(events.add(ready), room, ready > 0);
-    match r {
-        // Only the held registrations are known ready: report just them.
-        -1 if ready > 0 => saved.restore(ready as c_int),
-        -1 => r,
-        _ => r + ready as c_int,
     }
 }

@@ -2,69 +2,81 @@
 //! socket the new image inherits sends its SYN first (without data, without
 //! waiting): the new image gets an ordinary connecting socket and its first
 //! write simply waits for the handshake. The round trip is lost, no byte is.
-//! execl, execlp and execle are variadic and live in variadic.c, which calls
-//! these.
+//! The statistics file is written too. execl, execlp and execle are
+//! variadic and live in variadic.c, which calls these.
 
-use super::write::syn_without_data;
+use super::syn;
 use super::unsent;
-use crate::errno::Saved;
+use crate::stats::{self, Counter};
 use crate::{fdtable, real};
 use libc::{c_char, c_int, c_void, pid_t};
 
-/// Sends the SYN of every deferred socket that survives exec (no FD_CLOEXEC).
+/// Before exec: the inherited sockets' SYNs, and the statistics file (the
+/// counts start again from zero, in case exec fails).
+pub fn before_exec() {
+    complete_inherited();
+    stats::write_file();
+}
+
+/// Sends the SYN of every deferred socket that survives exec (no
+/// FD_CLOEXEC): before exec, posix_spawn and system.
 fn complete_inherited() {
-    let saved = Saved::take();
+    let saved = crate::errno::get();
     for fd in 0..=fdtable::highest() {
-        let Some(socket) = unsent(fd) else { continue };
+        let Some(entry) = unsent(fd) else { continue };
         // SAFETY: F_GETFD takes no argument.
         let fd_flags = unsafe { real::fcntl(fd, libc::F_GETFD, 0) };
         if fd_flags < 0 || fd_flags & libc::FD_CLOEXEC != 0 {
             continue;
         }
-        syn_without_data(fd, socket, libc::MSG_NOSIGNAL);
+        if entry.conn.is_auto() {
+            syn::kick(fd, entry, Counter::KicksExec);
+        } else {
+            let _ = syn::syn_without_data(fd, entry, libc::MSG_NOSIGNAL);
+        }
     }
-    saved.restore(())
+    crate::errno::set(saved);
 }
 
 export! {
     fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
-        complete_inherited();
-        real::execve(path, argv, envp)
+        before_exec();
+        crate::export::Real
     }
 
     fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
-        complete_inherited();
-        real::execv(path, argv)
+        before_exec();
+        crate::export::Real
     }
 
     fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
-        complete_inherited();
-        real::execvp(file, argv)
+        before_exec();
+        crate::export::Real
     }
 
     fn execvpe(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
-        complete_inherited();
-        real::execvpe(file, argv, envp)
+        before_exec();
+        crate::export::Real
     }
 
     fn fexecve(fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int {
-        complete_inherited();
-        real::fexecve(fd, argv, envp)
+        before_exec();
+        crate::export::Real
     }
 
     fn posix_spawn(pid: *mut pid_t, path: *const c_char, actions: *const c_void, attr: *const c_void, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int {
         complete_inherited();
-        real::posix_spawn(pid, path, actions, attr, argv, envp)
+        crate::export::Real
     }
 
     fn posix_spawnp(pid: *mut pid_t, file: *const c_char, actions: *const c_void, attr: *const c_void, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int {
         complete_inherited();
-        real::posix_spawnp(pid, file, actions, attr, argv, envp)
+        crate::export::Real
     }
 
     fn system(command: *const c_char) -> c_int {
         complete_inherited();
-        real::system(command)
+        crate::export::Real
     }
 }
 

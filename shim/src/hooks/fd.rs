@@ -1,17 +1,22 @@
 //! fd lifetime: close forgets the fd, dup copies share the socket's state,
-//! and calls that hand out a new fd drop whatever a stale number carried
-//! (it may have been closed behind our back: close_range, raw syscalls).
+//! and calls that hand out a new fd give its number a new generation and
+//! drop whatever a stale number carried (it may have been closed behind
+//! libtfo's back: close_range, raw syscalls). `socket()` also marks new TCP
+//! sockets as auto-mode candidates, so `connect()` knows them without a
+//! system call.
 
-use crate::deferred::Phase;
-use crate::{fdtable, kernel, real};
+use super::syn;
+use crate::config::{self, Mode};
+use crate::export::Real;
+use crate::{fdtable, kernel};
 use libc::{c_int, sockaddr, socklen_t};
 
 /// Whatever `fd` pointed to is gone: the kernel just handed it out anew.
 #[inline(always)]
-fn fresh(fd: c_int) -> c_int {
+fn fresh(fd: c_int, tcp_candidate: bool) -> c_int {
     if fd >= 0 {
         fdtable::forget(fd);
-        super::epoll::forget(fd);
+        fdtable::renumber(fd, tcp_candidate);
     }
     fd
 }
@@ -21,7 +26,7 @@ fn fresh(fd: c_int) -> c_int {
 fn duplicated(fd: c_int, copy: c_int) -> c_int {
     if copy >= 0 && copy != fd {
         // Whatever `copy` was before, the kernel closed it.
-        super::epoll::forget(copy);
+        fdtable::renumber(copy, fdtable::is_candidate(fd));
         fdtable::share(fd, copy);
     }
     copy
@@ -31,54 +36,81 @@ fn is_dup(cmd: c_int) -> bool {
     cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC
 }
 
+/// A TCP client socket in the making, for auto mode.
+fn is_tcp(domain: c_int, ty: c_int, protocol: c_int) -> bool {
+    matches!(domain, libc::AF_INET | libc::AF_INET6)
+        && ty & 0xf == libc::SOCK_STREAM
+        && matches!(protocol, 0 | libc::IPPROTO_TCP)
+        && config::get().mode == Mode::Auto
+}
+
 export_fd! {
     fn close(fd: c_int) -> c_int,
-    if let Some(_socket) = fdtable::lookup(fd) => {
+    if let Some(entry) = fdtable::lookup(fd) => {
+        if entry.conn.is_confirming() {
+            // A dropped SYN is still worth remembering; no retry on the way out.
+            syn::resolve(fd, entry, false);
+        }
         // Forget first: once the number is free, a new socket may get it.
         fdtable::forget(fd);
-        super::epoll::forget(fd);
-        real::close(fd)
+        Real
     }
 }
 
 export! {
     fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
-        fresh(real::socket(domain, ty, protocol))
+        // SAFETY: the caller's arguments.
+        let fd = unsafe { crate::real::socket(domain, ty, protocol) };
+        fresh(fd, is_tcp(domain, ty, protocol));
+        crate::export::Done(crate::errno::check(fd))
     }
 
     fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
-        fresh(real::accept(fd, addr, len))
+        // SAFETY: the caller's arguments.
+        let new = unsafe { crate::real::accept(fd, addr, len) };
+        crate::export::Done(crate::errno::check(fresh(new, false)))
     }
 
     fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
-        fresh(real::accept4(fd, addr, len, flags))
+        // SAFETY: the caller's arguments.
+        let new = unsafe { crate::real::accept4(fd, addr, len, flags) };
+        crate::export::Done(crate::errno::check(fresh(new, false)))
     }
 
     fn dup(fd: c_int) -> c_int {
-        duplicated(fd, real::dup(fd))
+        // SAFETY: the caller's arguments.
+        let copy = unsafe { crate::real::dup(fd) };
+        crate::export::Done(crate::errno::check(duplicated(fd, copy)))
     }
 
     fn dup2(fd: c_int, to: c_int) -> c_int {
-        duplicated(fd, real::dup2(fd, to))
+        // SAFETY: the caller's arguments.
+        let copy = unsafe { crate::real::dup2(fd, to) };
+        crate::export::Done(crate::errno::check(duplicated(fd, copy)))
     }
 
     fn dup3(fd: c_int, to: c_int, flags: c_int) -> c_int {
-        duplicated(fd, real::dup3(fd, to, flags))
+        // SAFETY: the caller's arguments.
+        let copy = unsafe { crate::real::dup3(fd, to, flags) };
+        crate::export::Done(crate::errno::check(duplicated(fd, copy)))
     }
-
 }
 
 export_fd! {
     /// fcntl is variadic in C; its third argument is at most pointer-sized
     /// and passed in the same register either way on Linux x86_64/aarch64.
     fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int,
-    if let Some(_socket) = fdtable::lookup(fd).filter(|_| is_dup(cmd)) => {
-        duplicated(fd, real::fcntl(fd, cmd, arg))
+    if let Some(_entry) = fdtable::lookup(fd).filter(|_| is_dup(cmd)) => {
+        // SAFETY: the caller's arguments.
+        let copy = unsafe { crate::real::fcntl(fd, cmd, arg) };
+        crate::export::Done(crate::errno::check(duplicated(fd, copy)))
     }
 
     fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int,
-    if let Some(_socket) = fdtable::lookup(fd).filter(|_| is_dup(cmd)) => {
-        duplicated(fd, real::fcntl64(fd, cmd, arg))
+    if let Some(_entry) = fdtable::lookup(fd).filter(|_| is_dup(cmd)) => {
+        // SAFETY: the caller's arguments.
+        let copy = unsafe { crate::real::fcntl64(fd, cmd, arg) };
+        crate::export::Done(crate::errno::check(duplicated(fd, copy)))
     }
 }
 
@@ -90,28 +122,25 @@ pub fn install_fork_handlers() {
 }
 
 extern "C" fn prepare_fork() {
-    let saved = crate::errno::Saved::take();
+    let saved = crate::errno::get();
     super::epoll::before_fork();
-    saved.restore(())
+    crate::errno::set(saved);
 }
 
 extern "C" fn parent_after_fork() {
+    let saved = crate::errno::get();
     super::epoll::after_fork_in_parent();
+    crate::errno::set(saved);
 }
 
 /// In the child only the forking thread exists: a transition another thread
 /// owned would never finish. Settle each from the kernel socket's state.
 extern "C" fn child_after_fork() {
-    let saved = crate::errno::Saved::take();
+    let saved = crate::errno::get();
     super::epoll::after_fork_in_child();
     for fd in 0..=fdtable::highest() {
-        let Some(socket) = fdtable::lookup(fd) else { continue };
-        match socket.phase() {
-            Phase::Connecting => socket.enter(Phase::Armed),
-            Phase::Sending if kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) => socket.enter(Phase::Deferred),
-            Phase::Sending => socket.enter(Phase::Kernel),
-            _ => {}
-        }
+        let Some(entry) = fdtable::lookup(fd).filter(|e| e.conn.is_mid_transition()) else { continue };
+        entry.conn.settle_after_fork(kernel::tcp_state(fd) != Some(kernel::TCP_CLOSE));
     }
-    saved.restore(())
+    crate::errno::set(saved);
 }

@@ -1,88 +1,211 @@
-//! poll / ppoll (spec §9). Before its SYN leaves, a deferred socket reports
-//! POLLOUT|POLLWRNORM and nothing else (tcp_poll's DEFER_CONNECT case), but
-//! the unconnected kernel socket under it would add POLLHUP, which makes
-//! level-triggered loops drop it. Such sockets are hidden from the real poll
-//! (a negative fd is ignored by the kernel) and answered here; the real poll
-//! only waits when none of them is ready. A pending error adds POLLERR.
+//! poll / ppoll and their fortified variants (spec §9).
+//!
+//! * An emulated socket whose SYN has not left reports POLLOUT|POLLWRNORM
+//!   and nothing else (tcp_poll's DEFER_CONNECT case), but the unconnected
+//!   kernel socket under it would add POLLHUP, which makes level-triggered
+//!   loops drop it. Such sockets are hidden from the real poll (a negative
+//!   fd is ignored by the kernel) and answered here; the real poll only
+//!   waits when none of them is ready. A pending error adds POLLERR.
+//! * Auto mode: a poll that would wait, and waits for input on a deferred
+//!   socket, starts its connection first ([`syn::kick`]): the program is
+//!   waiting for the server to speak, or was told "writable" and has
+//!   nothing to write. A poll that finds something ready kicks nothing.
+//! * Auto mode: a socket whose SYN carried data has its outcome looked at
+//!   before and after the wait; a reset retried meanwhile makes the poll
+//!   start over, so the program never sees the reset.
 
-use super::{attention, still_unsent, unsent};
-use crate::deferred::Socket;
-use crate::real;
-use libc::{c_int, nfds_t, pollfd, sigset_t, timespec};
+use super::syn::{self, Outcome};
+use super::{attention, still_unsent};
+use crate::fdtable::Entry;
+use crate::state::Engine;
+use crate::stats::Counter;
+use libc::{c_int, nfds_t, pollfd, sigset_t, size_t, timespec};
 
 /// What tcp_poll() reports for a deferred socket.
 pub const DEFERRED_MASK: i16 = libc::POLLOUT | libc::POLLWRNORM;
+
+/// Interest in input, for the kick rule.
+pub const INPUT_MASK: i16 = libc::POLLIN | libc::POLLRDNORM | libc::POLLPRI | libc::POLLRDHUP;
 
 /// Entries beyond this many are tracked on the heap (rare: huge poll sets
 /// that also hold a deferred socket).
 const STACK_ENTRIES: usize = 1024;
 
 /// The first socket in `fds` libtfo must answer for, if any.
+///
+/// # Safety
+/// poll's contract: `fds` points to `n` entries (or is null).
 #[inline(always)]
-unsafe fn any_attention(fds: *mut pollfd, n: nfds_t) -> Option<&'static Socket> {
+unsafe fn any_attention(fds: *mut pollfd, n: nfds_t) -> Option<&'static Entry> {
     if fds.is_null() {
         return None;
     }
-    // SAFETY: poll's contract: `fds` points to `n` entries.
-    std::slice::from_raw_parts(fds, n as usize).iter().find_map(|p| attention(p.fd))
+    // SAFETY: poll's contract.
+    unsafe { std::slice::from_raw_parts(fds, n as usize) }.iter().find_map(|p| attention(p.fd))
 }
+
+const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
 
 export_fd! {
     fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int,
-    if let Some(_socket) = any_attention(fds, n) => {
-        hide_deferred(fds, n, |ready| real::poll(fds, n, if ready { 0 } else { timeout }))
+    // SAFETY: poll's contract for `fds`.
+    if let Some(_entry) = unsafe { any_attention(fds, n) } => {
+        // SAFETY: as above; the real poll gets the same array.
+        unsafe { poll_tracked(fds, n, |now| crate::real::poll(fds, n, if now { 0 } else { timeout })) }
     }
 
     fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int,
-    if let Some(_socket) = any_attention(fds, n) => {
-        const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
-        hide_deferred(fds, n, |ready| real::ppoll(fds, n, if ready { &NOW } else { timeout }, mask))
+    // SAFETY: as for poll.
+    if let Some(_entry) = unsafe { any_attention(fds, n) } => {
+        // SAFETY: as for poll.
+        unsafe { poll_tracked(fds, n, |now| crate::real::ppoll(fds, n, if now { &NOW } else { timeout }, mask)) }
+    }
+
+    /// The entry point of programs built with _FORTIFY_SOURCE: it checks the
+    /// array's size, then polls.
+    fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int, fdslen: size_t) -> c_int,
+    // SAFETY: as for poll, once the size is known to cover `n` entries.
+    if let Some(_entry) = fortified_ok(n, fdslen).then(|| unsafe { any_attention(fds, n) }).flatten() => {
+        // SAFETY: as for poll.
+        unsafe { poll_tracked(fds, n, |now| crate::real::poll(fds, n, if now { 0 } else { timeout })) }
+    }
+
+    fn __ppoll_chk(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t, fdslen: size_t) -> c_int,
+    // SAFETY: as above.
+    if let Some(_entry) = fortified_ok(n, fdslen).then(|| unsafe { any_attention(fds, n) }).flatten() => {
+        // SAFETY: as for poll.
+        unsafe { poll_tracked(fds, n, |now| crate::real::ppoll(fds, n, if now { &NOW } else { timeout }, mask)) }
     }
 }
 
-/// Runs `real_poll` with deferred sockets hidden and adds their readiness.
-/// `real_poll(true)` must not wait, because a hidden socket is ready.
-unsafe fn hide_deferred(fds: *mut pollfd, n: nfds_t, real_poll: impl FnOnce(bool) -> c_int) -> c_int {
-    // SAFETY: poll's contract: `fds` points to `n` entries.
-    let entries = std::slice::from_raw_parts_mut(fds, n as usize);
-    let mut stack = [0u64; STACK_ENTRIES / 64];
-    let mut heap = Vec::new();
-    let hidden: &mut [u64] = if entries.len() <= STACK_ENTRIES {
-        &mut stack
-    } else {
-        heap.resize(entries.len().div_ceil(64), 0);
-        &mut heap
-    };
-    let saved = crate::errno::Saved::take();
-    let mut ready = 0;
+/// The fortified check: otherwise the real __poll_chk aborts the program.
+fn fortified_ok(n: nfds_t, fdslen: size_t) -> bool {
+    fdslen / std::mem::size_of::<pollfd>() >= n as usize
+}
+
+/// A bit per entry, on the stack for the usual sizes.
+struct Bits {
+    stack: [u64; STACK_ENTRIES / 64],
+    heap: Vec<u64>,
+}
+
+impl Bits {
+    fn new(len: usize) -> Self {
+        let mut bits = Bits { stack: [0; STACK_ENTRIES / 64], heap: Vec::new() };
+        if len > STACK_ENTRIES {
+            bits.heap.resize(len.div_ceil(64), 0);
+        }
+        bits
+    }
+
+    fn words(&mut self) -> &mut [u64] {
+        if self.heap.is_empty() {
+            &mut self.stack
+        } else {
+            &mut self.heap
+        }
+    }
+
+    fn set(&mut self, i: usize) {
+        self.words()[i / 64] |= 1 << (i % 64);
+    }
+
+    fn clear(&mut self, i: usize) {
+        self.words()[i / 64] &= !(1 << (i % 64));
+    }
+
+    fn get(&mut self, i: usize) -> bool {
+        self.words()[i / 64] & (1 << (i % 64)) != 0
+    }
+}
+
+/// Runs `real_poll` with libtfo's sockets taken care of (see the module
+/// comment). `real_poll(true)` must not wait.
+///
+/// # Safety
+/// poll's contract: `fds` points to `n` entries.
+unsafe fn poll_tracked(fds: *mut pollfd, n: nfds_t, real_poll: impl Fn(bool) -> c_int) -> crate::export::Answer<c_int> {
+    // SAFETY: poll's contract.
+    let entries = unsafe { std::slice::from_raw_parts_mut(fds, n as usize) };
+    loop {
+        let (result, retried) = poll_once(entries, &real_poll);
+        if !retried || result.is_err() {
+            return crate::export::Done(result);
+        }
+    }
+}
+
+fn poll_once(entries: &mut [pollfd], real_poll: &impl Fn(bool) -> c_int) -> (crate::errno::SysResult<c_int>, bool) {
+    let mut hidden = Bits::new(entries.len());
+    let mut kicks = Bits::new(entries.len());
+    let (mut ready, mut any_kick) = (0, false);
     for (i, p) in entries.iter_mut().enumerate() {
-        if let Some(socket) = unsent(p.fd).filter(|socket| still_unsent(p.fd, socket)) {
-            hidden[i / 64] |= 1 << (i % 64);
-            ready += (p.events & DEFERRED_MASK != 0 || socket.pending_error() != 0) as c_int;
+        let Some(entry) = attention(p.fd) else { continue };
+        let conn = &entry.conn;
+        if conn.is_confirming() {
+            syn::resolve(p.fd, entry, true);
+        }
+        if !conn.is_unsent() {
+            continue;
+        }
+        if conn.is_auto() && p.events & INPUT_MASK != 0 {
+            kicks.set(i);
+            any_kick = true;
+        }
+        if conn.engine() == Engine::Emulated && still_unsent(p.fd, entry) {
+            hidden.set(i);
+            ready += (p.events & DEFERRED_MASK != 0 || conn.pending_error() != 0) as c_int;
             p.fd = !p.fd; // negative: ignored by the kernel, restored below
         }
     }
-    saved.restore(());
-    let result = real_poll(ready > 0);
-    if result < 0 && ready > 0 {
-        // Only the hidden sockets are known ready; the call still succeeds.
-        saved.restore(());
-    }
+    let result = if ready > 0 {
+        crate::errno::check(real_poll(true))
+    } else if any_kick {
+        // Nothing libtfo answers is ready: does anything else have news?
+        match crate::errno::check(real_poll(true)) {
+            Ok(0) => {
+                for (i, p) in entries.iter_mut().enumerate() {
+                    if !kicks.get(i) {
+                        continue;
+                    }
+                    if hidden.get(i) {
+                        p.fd = !p.fd;
+                        hidden.clear(i);
+                    }
+                    if let Some(entry) = attention(p.fd) {
+                        syn::kick(p.fd, entry, Counter::KicksWait);
+                    }
+                }
+                crate::errno::check(real_poll(false))
+            }
+            other => other,
+        }
+    } else {
+        crate::errno::check(real_poll(false))
+    };
+    let mut retried = false;
     for (i, p) in entries.iter_mut().enumerate() {
-        if hidden[i / 64] & (1 << (i % 64)) != 0 {
+        if hidden.get(i) {
             p.fd = !p.fd;
             p.revents = p.events & DEFERRED_MASK;
-            if attention(p.fd).is_some_and(|s| s.pending_error() != 0) {
+            if attention(p.fd).is_some_and(|e| e.conn.pending_error() != 0) {
                 p.revents |= libc::POLLERR;
             }
-        } else if result >= 0 && p.fd >= 0 && attention(p.fd).is_some_and(|s| s.pending_error() != 0) {
+            continue;
+        }
+        let Some(entry) = attention(p.fd).filter(|_| result.is_ok()) else { continue };
+        if entry.conn.is_confirming() && syn::resolve(p.fd, entry, true) == Outcome::Retried {
+            retried = true;
+        } else if entry.conn.pending_error() != 0 {
             // The real socket already says POLLOUT|POLLHUP, so it is counted.
             p.revents |= libc::POLLERR;
         }
     }
-    if result < 0 && ready == 0 {
-        result
-    } else {
-        result.max(0) + ready
-    }
+    let result = match result {
+        // Only the hidden sockets are known ready; the call still succeeds.
+        Err(_) if ready > 0 => Ok(ready),
+        Err(e) => Err(e),
+        Ok(n) => Ok(n + ready),
+    };
+    (result, retried)
 }

@@ -1,31 +1,53 @@
-//! The read family on a socket whose SYN has not left (spec §8): EAGAIN when
+//! The read family on a socket libtfo tracks.
+//!
+//! Explicit sockets before their SYN left (spec §8): EAGAIN when
 //! non-blocking; a blocking read sleeps until a write sends the SYN (then
 //! reads for real) or SO_RCVTIMEO expires (EAGAIN). The kernel's unconnected
 //! socket underneath would say ENOTCONN instead. A pending error (after a
 //! disconnect) is reported once, as sock_error() does.
+//!
+//! Auto mode: a program that reads before it writes (a server speaks
+//! first: SSH, SMTP, FTP banners) must not wait on a connection that was
+//! never started, so the read starts it: the SYN leaves without data, and
+//! the read is the real one.
 
+use super::syn::{self, auto_unsent, Outcome};
 use super::{attention, still_unsent};
-use crate::deferred::{Phase, Socket, Wait};
-use crate::errno::{self, Saved};
-use crate::{kernel, real};
-use libc::{c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
+use crate::errno::Errno;
+use crate::export::{Answer, Done, Real};
+use crate::fdtable::Entry;
+use crate::state::{Phase, Wait};
+use crate::stats::Counter;
+use crate::kernel;
+use libc::{c_int, c_void, iovec, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t, timespec};
 
-/// `Some(result)` when the call is answered here, `None` for the real call.
-unsafe fn before_syn(fd: c_int, socket: &Socket, flags: c_int) -> Option<ssize_t> {
-    if let Some(err) = socket.take_pending_error() {
-        return Some(errno::fail(err));
+fn before_read(fd: c_int, entry: &Entry, flags: c_int) -> Answer<ssize_t> {
+    let conn = &entry.conn;
+    if conn.is_auto() {
+        if auto_unsent(entry) {
+            syn::kick(fd, entry, Counter::KicksRead);
+        } else if conn.is_confirming() && syn::resolve(fd, entry, true) == Outcome::Pending {
+            return Real;
+        }
+        return match conn.take_pending_error() {
+            Some(e) => Done(Err(e)),
+            None => Real,
+        };
     }
-    let saved = Saved::take();
-    if !still_unsent(fd, socket) {
-        return saved.restore(None);
+    if let Some(e) = conn.take_pending_error() {
+        return Done(Err(e));
+    }
+    if !still_unsent(fd, entry) {
+        return Real;
     }
     if flags & libc::MSG_DONTWAIT != 0 || kernel::is_nonblocking(fd) {
-        return Some(errno::fail(libc::EAGAIN));
+        return Done(Err(Errno(libc::EAGAIN)));
     }
-    match socket.wait_while(Phase::before_syn, kernel::deadline(fd, libc::SO_RCVTIMEO), || still_unsent(fd, socket)) {
-        Wait::Changed => saved.restore(None),
-        Wait::TimedOut => Some(errno::fail(libc::EAGAIN)),
-        Wait::Interrupted => Some(errno::fail(libc::EINTR)),
+    let unsent = |p: Phase| p.unsent();
+    match conn.wait_while(unsent, kernel::deadline(fd, libc::SO_RCVTIMEO), || still_unsent(fd, entry)) {
+        Wait::Changed => Real,
+        Wait::TimedOut => Done(Err(Errno(libc::EAGAIN))),
+        Wait::Interrupted => Done(Err(Errno(libc::EINTR))),
     }
 }
 
@@ -33,8 +55,8 @@ macro_rules! read_hooks {
     ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr; )*) => {
         export_fd! {$(
             fn $name($fd: c_int $(, $arg: $ty)*) -> ssize_t,
-            if let Some(socket) = attention($fd) => {
-                before_syn($fd, socket, $flags).unwrap_or_else(|| real::$name($fd $(, $arg)*))
+            if let Some(entry) = attention($fd) => {
+                before_read($fd, entry, $flags)
             }
         )*}
     };
@@ -49,4 +71,14 @@ read_hooks! {
     fn __read_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t) flags = 0;
     fn __recv_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) flags = flags;
     fn __recvfrom_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags;
+}
+
+export_fd! {
+    fn recvmmsg(fd: c_int, msgs: *mut mmsghdr, count: libc::c_uint, flags: c_int, timeout: *mut timespec) -> c_int,
+    if let Some(entry) = attention(fd) => {
+        match before_read(fd, entry, flags) {
+            Real => Real,
+            Done(r) => Done(r.map(|n| n as c_int)),
+        }
+    }
 }

@@ -1,85 +1,186 @@
-//! select / pselect. As for poll: before its SYN leaves, a deferred socket
-//! is writable and nothing else, while the unconnected socket under it would
-//! also be readable (POLLHUP counts as readable). Deferred sockets are taken
-//! out of the sets given to the real call and answered here.
+//! select / pselect, by poll's rules (poll.rs): before its SYN leaves, an
+//! emulated deferred socket is writable and nothing else, while the
+//! unconnected socket under it would also be readable (POLLHUP counts as
+//! readable), so such sockets are taken out of the sets given to the real
+//! call and answered here; in auto mode a select that would wait for input
+//! on a deferred socket starts its connection first; an outcome to see is
+//! looked at around the wait.
 
-use super::{attention, still_unsent, unsent};
-use crate::deferred::Socket;
-use crate::real;
+use super::syn::{self, Outcome};
+use super::{attention, still_unsent};
+use crate::errno::{check, SysResult};
+use crate::export::Done;
+use crate::fdtable::Entry;
+use crate::state::Engine;
+use crate::stats::Counter;
 use libc::{c_int, fd_set, sigset_t, timespec, timeval};
 
 /// The first socket among the `n` fds of the sets libtfo must answer for.
+///
+/// # Safety
+/// select's contract: each set is null or valid.
 #[inline(always)]
-unsafe fn any_attention(n: c_int, sets: [*mut fd_set; 3]) -> Option<&'static Socket> {
+unsafe fn any_attention(n: c_int, sets: [*mut fd_set; 3]) -> Option<&'static Entry> {
     if n <= 0 || sets.iter().all(|s| s.is_null()) {
         return None;
     }
     (0..n.min(libc::FD_SETSIZE as c_int)).find_map(|fd| {
-        sets.iter().any(|&s| !s.is_null() && libc::FD_ISSET(fd, s)).then(|| attention(fd)).flatten()
+        // SAFETY: select's contract for the sets.
+        let asked = sets.iter().any(|&s| !s.is_null() && unsafe { libc::FD_ISSET(fd, s) });
+        asked.then(|| attention(fd)).flatten()
     })
 }
 
 export_fd! {
     fn select(n: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *mut timeval) -> c_int,
-    if let Some(_socket) = any_attention(n, [r, w, e]) => {
-        let mut now = timeval { tv_sec: 0, tv_usec: 0 };
-        hide_deferred(n, [r, w, e], |ready| real::select(n, r, w, e, if ready { &mut now } else { timeout }))
+    // SAFETY: select's contract for the sets.
+    if let Some(_entry) = unsafe { any_attention(n, [r, w, e]) } => {
+        // SAFETY: as above; the real select gets the same sets (and a zero
+        // timeout of its own when it must not wait).
+        Done(unsafe {
+            select_tracked(n, [r, w, e], |wait| {
+                let mut now = timeval { tv_sec: 0, tv_usec: 0 };
+                crate::real::select(n, r, w, e, if wait { timeout } else { &mut now })
+            })
+        })
     }
 
     fn pselect(n: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *const timespec, mask: *const sigset_t) -> c_int,
-    if let Some(_socket) = any_attention(n, [r, w, e]) => {
+    // SAFETY: as for select.
+    if let Some(_entry) = unsafe { any_attention(n, [r, w, e]) } => {
         const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
-        hide_deferred(n, [r, w, e], |ready| real::pselect(n, r, w, e, if ready { &NOW } else { timeout }, mask))
+        // SAFETY: as for select.
+        Done(unsafe { select_tracked(n, [r, w, e], |wait| crate::real::pselect(n, r, w, e, if wait { timeout } else { &NOW }, mask)) })
     }
 }
 
-unsafe fn hide_deferred(n: c_int, [r, w, e]: [*mut fd_set; 3], real_select: impl FnOnce(bool) -> c_int) -> c_int {
-    let saved = crate::errno::Saved::take();
+/// # Safety
+/// select's contract for the sets.
+unsafe fn select_tracked(n: c_int, sets: [*mut fd_set; 3], real_select: impl Fn(bool) -> c_int) -> SysResult<c_int> {
+    // The sets as the caller gave them: a retried reset starts over.
+    // SAFETY: each set is null or valid.
+    let original: [Option<fd_set>; 3] = sets.map(|s| (!s.is_null()).then(|| unsafe { *s }));
+    loop {
+        // SAFETY: as above.
+        let (result, retried) = unsafe { select_once(n, sets, &original, &real_select) };
+        if !retried || result.is_err() {
+            return result;
+        }
+        for (s, o) in sets.iter().zip(&original) {
+            if let Some(o) = o {
+                // SAFETY: as above.
+                unsafe { **s = *o };
+            }
+        }
+    }
+}
+
+/// # Safety
+/// As for `select_tracked`.
+unsafe fn select_once(n: c_int, [r, w, e]: [*mut fd_set; 3], original: &[Option<fd_set>; 3], real_select: &impl Fn(bool) -> c_int) -> (SysResult<c_int>, bool) {
     let n = n.min(libc::FD_SETSIZE as c_int);
-    // Deferred sockets the caller asked about for writing: all ready; for
-    // reading: only with a disconnect's error pending (POLLERR).
-    let mut writable: fd_set = std::mem::zeroed();
-    let mut readable: fd_set = std::mem::zeroed();
-    let mut ready = 0;
-    for fd in 0..n {
-        let wanted = [r, w, e].iter().any(|&s| !s.is_null() && libc::FD_ISSET(fd, s));
-        let Some(socket) = unsent(fd).filter(|socket| wanted && still_unsent(fd, socket)) else { continue };
-        if !w.is_null() && libc::FD_ISSET(fd, w) {
-            libc::FD_SET(fd, &mut writable);
-            ready += 1;
-        }
-        if !r.is_null() && libc::FD_ISSET(fd, r) && socket.pending_error() != 0 {
-            libc::FD_SET(fd, &mut readable);
-            ready += 1;
-        }
-        for s in [r, w, e] {
-            if !s.is_null() {
-                libc::FD_CLR(fd, s);
+    // SAFETY: every FD_* below works on a set that is non-null (checked) and
+    // valid (select's contract), or on a local set.
+    unsafe {
+        let isset = |s: *mut fd_set, fd| !s.is_null() && libc::FD_ISSET(fd, s);
+        // Emulated deferred sockets the caller asked about for writing: all
+        // ready; for reading: only with a disconnect's error pending (POLLERR).
+        let mut writable: fd_set = std::mem::zeroed();
+        let mut readable: fd_set = std::mem::zeroed();
+        let mut kicks: fd_set = std::mem::zeroed();
+        let (mut ready, mut any_kick) = (0, false);
+        for fd in 0..n {
+            let wanted = [r, w, e].iter().any(|&s| isset(s, fd));
+            let Some(entry) = attention(fd).filter(|_| wanted) else { continue };
+            if entry.conn.is_confirming() {
+                syn::resolve(fd, entry, true);
+            }
+            if !entry.conn.is_unsent() {
+                continue;
+            }
+            if entry.conn.is_auto() && isset(r, fd) {
+                libc::FD_SET(fd, &mut kicks);
+                any_kick = true;
+            }
+            if entry.conn.engine() != Engine::Emulated || !still_unsent(fd, entry) {
+                continue;
+            }
+            if isset(w, fd) {
+                libc::FD_SET(fd, &mut writable);
+                ready += 1;
+            }
+            if isset(r, fd) && entry.conn.pending_error() != 0 {
+                libc::FD_SET(fd, &mut readable);
+                ready += 1;
+            }
+            for s in [r, w, e] {
+                if !s.is_null() {
+                    libc::FD_CLR(fd, s);
+                }
             }
         }
-    }
-    saved.restore(());
-    let result = real_select(ready > 0);
-    if result < 0 && ready == 0 {
-        return result;
-    }
-    if result < 0 {
-        saved.restore(());
-        // Only the deferred sockets are known ready; report just them.
-        for s in [r, e] {
-            if !s.is_null() {
-                libc::FD_ZERO(s);
+        let result = if ready > 0 {
+            check(real_select(false))
+        } else if any_kick {
+            // The sets are changed by a select: probe on copies.
+            let copies: [Option<fd_set>; 3] = [r, w, e].map(|s| (!s.is_null()).then(|| *s));
+            match check(real_select(false)) {
+                Ok(0) => {
+                    for (s, copy) in [r, w, e].iter().zip(&copies) {
+                        if let Some(copy) = copy {
+                            **s = *copy;
+                        }
+                    }
+                    for fd in 0..n {
+                        if !libc::FD_ISSET(fd, &kicks) {
+                            continue;
+                        }
+                        if let Some(entry) = attention(fd) {
+                            syn::kick(fd, entry, Counter::KicksWait);
+                        }
+                        // Kicked: an ordinary connecting socket, given back
+                        // to the real select as the caller asked for it.
+                        for (s, o) in [r, w, e].iter().zip(original) {
+                            if o.as_ref().is_some_and(|o| libc::FD_ISSET(fd, o)) {
+                                libc::FD_SET(fd, *s);
+                            }
+                        }
+                    }
+                    check(real_select(true))
+                }
+                other => other,
+            }
+        } else {
+            check(real_select(true))
+        };
+        let mut retried = false;
+        if result.is_ok() {
+            for fd in 0..n {
+                if let Some(entry) = attention(fd).filter(|e| e.conn.is_confirming()) {
+                    retried |= syn::resolve(fd, entry, true) == Outcome::Retried;
+                }
             }
         }
-        libc::FD_ZERO(w);
-    }
-    for fd in 0..n {
-        if libc::FD_ISSET(fd, &writable) {
-            libc::FD_SET(fd, w);
+        if result.is_err() && ready == 0 {
+            return (result, retried);
         }
-        if libc::FD_ISSET(fd, &readable) {
-            libc::FD_SET(fd, r);
+        if result.is_err() {
+            // Only the deferred sockets are known ready; report just them.
+            for s in [r, e] {
+                if !s.is_null() {
+                    libc::FD_ZERO(s);
+                }
+            }
+            libc::FD_ZERO(w);
         }
+        for fd in 0..n {
+            if libc::FD_ISSET(fd, &writable) {
+                libc::FD_SET(fd, w);
+            }
+            if libc::FD_ISSET(fd, &readable) {
+                libc::FD_SET(fd, r);
+            }
+        }
+        (Ok(result.unwrap_or(0).max(0) + ready), retried)
     }
-    result.max(0) + ready
 }

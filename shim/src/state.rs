@@ -1,0 +1,435 @@
+//! The per-socket deferred-connect state machine. Every legal move is a
+//! method here; hooks ask named questions and never set a phase themselves.
+//!
+//! ```text
+//!  from        to          when
+//!  ----------  ----------  ------------------------------------------------
+//!  Armed       Connecting  connect(), explicit emulated socket, deferral possible
+//!  Connecting  Deferred    the destination is recorded; connect() returns 0
+//!  Connecting  Armed       a fork child found the transition half done
+//!  Armed       Kernel      connect() without deferral (cookie request, error)
+//!  Deferred    Sending     the first write, or a kick (read, wait, shutdown, exec)
+//!  Sending     Confirming  auto mode: the SYN left carrying data
+//!  Sending     Kernel      the SYN left (no data, or explicit mode)
+//!  Sending     Deferred    no SYN left: client Fast Open switched off (EOPNOTSUPP)
+//!  Confirming  Resolving   a hook looks for the SYN's outcome (one thread at a time)
+//!  Resolving   Confirming  no outcome yet (still SYN_SENT)
+//!  Resolving   Kernel      established, or retried after a reset, or failed
+//!  Deferred    Armed       explicit: shutdown()/connect(AF_UNSPEC) disconnect
+//!  Deferred    Kernel      another process sharing the socket sent the SYN
+//!  Kernel      Armed       explicit: the kernel socket is back in CLOSE and
+//!                          connect() is called again (the option survives)
+//! ```
+//!
+//! * `Armed`: explicit, emulated: the option is recorded; the kernel socket
+//!   is untouched (CLOSE).
+//! * `Deferred`: `connect()` returned 0 without a packet. Emulated: the
+//!   kernel socket is still unconnected and the destination is recorded
+//!   here. Kernel backend (auto mode): the kernel holds the socket deferred.
+//! * `Connecting`, `Sending`, `Resolving`: one thread owns the transition
+//!   (the loser of a race waits for it, or skips it), so exactly one SYN ever
+//!   leaves and one retry at most is made.
+//! * `Confirming` (auto mode): the SYN left with data; until the handshake's
+//!   outcome is seen, a reset is retried without data and a dropped SYN is
+//!   remembered (failure memory).
+//! * `Kernel`: the kernel's socket answers every call itself.
+//!
+//! The phase word doubles as a futex, so blocking readers and a blocking
+//! second `connect()` sleep until the first write moves the socket on.
+
+use crate::addr::SockAddr;
+use crate::errno::Errno;
+use crate::kernel;
+use libc::{c_int, timespec};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU8, Ordering};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Phase {
+    Armed = 0,
+    Connecting = 1,
+    Deferred = 2,
+    Sending = 3,
+    Confirming = 4,
+    Resolving = 5,
+    Kernel = 6,
+}
+
+impl Phase {
+    fn from_u32(v: u32) -> Phase {
+        match v {
+            1 => Phase::Connecting,
+            2 => Phase::Deferred,
+            3 => Phase::Sending,
+            4 => Phase::Confirming,
+            5 => Phase::Resolving,
+            6 => Phase::Kernel,
+            _ => Phase::Armed,
+        }
+    }
+
+    /// No SYN has left yet, or the one thread sending it has not returned.
+    pub fn unsent(self) -> bool {
+        matches!(self, Phase::Connecting | Phase::Deferred | Phase::Sending)
+    }
+
+    /// A transition another thread owns.
+    fn busy(self) -> bool {
+        matches!(self, Phase::Connecting | Phase::Sending | Phase::Resolving)
+    }
+}
+
+/// Who asked for Fast Open on this socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Origin {
+    /// The program set TCP_FASTOPEN_CONNECT: the kernel's exact semantics.
+    Explicit = 0,
+    /// Auto mode: the program never asked, and sees a plain connection.
+    Auto = 1,
+}
+
+/// How the deferred connect is made for this socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Engine {
+    /// libtfo keeps the destination; the first write is sendto(MSG_FASTOPEN).
+    Emulated = 0,
+    /// The kernel's own TCP_FASTOPEN_CONNECT holds the socket deferred.
+    Kernel = 1,
+}
+
+/// The two ends of a deferred connection: where the SYN will go, and the
+/// local address the kernel's deferred socket would already report.
+#[derive(Clone, Copy)]
+pub struct Endpoints {
+    pub remote: SockAddr,
+    pub local: SockAddr,
+}
+
+/// The socket's connect() went out as a SYN carrying a cookie request (no
+/// cookie was cached). The kernel never frees `fastopen_req` on that path,
+/// so a later MSG_FASTOPEN gives EALREADY (spec §7).
+pub const FLAG_COOKIE_REQUESTED: u32 = 1;
+
+/// How many epoll instances may hold one deferred socket's registrations.
+pub const MAX_WATCHERS: usize = 4;
+
+pub struct Connection {
+    phase: AtomicU32,
+    waiters: AtomicU32,
+    origin: AtomicU8,
+    engine: AtomicU8,
+    /// Explicit TCP_FASTOPEN_CONNECT value (emulated sockets).
+    option: AtomicU32,
+    /// AF_INET or AF_INET6, learnt when the option was set or at connect.
+    family: AtomicU32,
+    flags: AtomicU32,
+    /// An error the kernel would hold in sk_err (ECONNRESET after a
+    /// disconnect, an error libtfo consumed while looking), reported once
+    /// by SO_ERROR, a send or a receive.
+    pending_error: AtomicI32,
+    /// The SYN's data kept for a retry after a reset (auto mode, non-blocking).
+    pub retained: crate::retain::Retained,
+    /// epoll instances (fd + 1) holding this socket's registrations.
+    pub watchers: [AtomicU32; MAX_WATCHERS],
+    endpoints: UnsafeCell<Endpoints>,
+}
+
+// SAFETY: `endpoints` is only written by the thread that owns the
+// Armed→Connecting (or a fresh entry's) transition and only read once the
+// phase has been published with Release and read with Acquire.
+unsafe impl Sync for Connection {}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Connection {
+            phase: AtomicU32::new(Phase::Armed as u32),
+            waiters: AtomicU32::new(0),
+            origin: AtomicU8::new(Origin::Explicit as u8),
+            engine: AtomicU8::new(Engine::Emulated as u8),
+            option: AtomicU32::new(0),
+            family: AtomicU32::new(0),
+            flags: AtomicU32::new(0),
+            pending_error: AtomicI32::new(0),
+            retained: Default::default(),
+            watchers: Default::default(),
+            endpoints: UnsafeCell::new(Endpoints { remote: SockAddr::empty(), local: SockAddr::empty() }),
+        }
+    }
+}
+
+/// How a wait for another thread's transition ended.
+pub enum Wait {
+    Changed,
+    TimedOut,
+    Interrupted,
+}
+
+impl Connection {
+    pub(crate) fn reset(&self) {
+        self.phase.store(Phase::Armed as u32, Ordering::Relaxed);
+        self.origin.store(Origin::Explicit as u8, Ordering::Relaxed);
+        self.engine.store(Engine::Emulated as u8, Ordering::Relaxed);
+        self.option.store(0, Ordering::Relaxed);
+        self.flags.store(0, Ordering::Relaxed);
+        self.pending_error.store(0, Ordering::Relaxed);
+        self.retained.release();
+        for w in &self.watchers {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+
+    // ---- what it is -------------------------------------------------------
+
+    #[inline]
+    pub fn phase(&self) -> Phase {
+        Phase::from_u32(self.phase.load(Ordering::Acquire))
+    }
+
+    pub fn origin(&self) -> Origin {
+        if self.origin.load(Ordering::Relaxed) == Origin::Auto as u8 {
+            Origin::Auto
+        } else {
+            Origin::Explicit
+        }
+    }
+
+    pub fn is_auto(&self) -> bool {
+        self.origin() == Origin::Auto
+    }
+
+    pub fn engine(&self) -> Engine {
+        if self.engine.load(Ordering::Relaxed) == Engine::Kernel as u8 {
+            Engine::Kernel
+        } else {
+            Engine::Emulated
+        }
+    }
+
+    pub fn option(&self) -> c_int {
+        self.option.load(Ordering::Relaxed) as c_int
+    }
+
+    pub fn set_option(&self, value: c_int) {
+        self.option.store(value as u32, Ordering::Relaxed)
+    }
+
+    pub fn family(&self) -> c_int {
+        self.family.load(Ordering::Relaxed) as c_int
+    }
+
+    pub fn set_family(&self, family: c_int) {
+        self.family.store(family as u32, Ordering::Relaxed)
+    }
+
+    pub fn has_flag(&self, flag: u32) -> bool {
+        self.flags.load(Ordering::Relaxed) & flag != 0
+    }
+
+    /// No SYN has left yet.
+    #[inline]
+    pub fn is_unsent(&self) -> bool {
+        self.phase().unsent()
+    }
+
+    /// Something for libtfo to do on this socket: its SYN has not left, its
+    /// outcome is unknown, or an error is waiting to be reported.
+    #[inline]
+    pub fn needs_attention(&self) -> bool {
+        let phase = self.phase();
+        phase.unsent()
+            || matches!(phase, Phase::Confirming | Phase::Resolving)
+            || self.pending_error.load(Ordering::Relaxed) != 0
+    }
+
+    /// The SYN's outcome is still to be seen (auto mode).
+    #[inline]
+    pub fn is_confirming(&self) -> bool {
+        self.phase() == Phase::Confirming
+    }
+
+    /// The recorded endpoints; valid once the socket was Deferred.
+    pub fn endpoints(&self) -> Endpoints {
+        // SAFETY: see the Sync impl.
+        unsafe { *self.endpoints.get() }
+    }
+
+    // ---- pending error ----------------------------------------------------
+
+    pub fn set_pending_error(&self, errno: c_int) {
+        self.pending_error.store(errno, Ordering::Relaxed);
+    }
+
+    pub fn pending_error(&self) -> c_int {
+        self.pending_error.load(Ordering::Relaxed)
+    }
+
+    /// Reports the pending error once, as sock_error() does.
+    pub fn take_pending_error(&self) -> Option<Errno> {
+        match self.pending_error.swap(0, Ordering::AcqRel) {
+            0 => None,
+            e => Some(Errno(e)),
+        }
+    }
+
+    // ---- transitions --------------------------------------------------------
+
+    fn cas(&self, from: Phase, to: Phase) -> Result<(), Phase> {
+        self.phase
+            .compare_exchange(from as u32, to as u32, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(Phase::from_u32)
+    }
+
+    fn enter(&self, phase: Phase) {
+        self.phase.store(phase as u32, Ordering::Release);
+        if self.waiters.load(Ordering::Acquire) != 0 {
+            kernel::futex_wake(&self.phase);
+        }
+    }
+
+    /// Explicit socket, emulated: connect() is about to record a deferral.
+    pub fn begin_connect(&self) -> bool {
+        self.cas(Phase::Armed, Phase::Connecting).is_ok()
+    }
+
+    /// The deferral is recorded: connect() returns 0.
+    pub fn deferred(&self, endpoints: Endpoints) {
+        // SAFETY: we own the Connecting phase, so nobody reads the cell.
+        unsafe { *self.endpoints.get() = endpoints };
+        self.enter(Phase::Deferred);
+    }
+
+    /// A fresh entry for an auto-mode socket whose connect() was deferred.
+    pub fn start_auto(&self, engine: Engine, family: c_int, endpoints: Endpoints) {
+        self.origin.store(Origin::Auto as u8, Ordering::Relaxed);
+        self.engine.store(engine as u8, Ordering::Relaxed);
+        self.set_family(family);
+        // SAFETY: the entry is not yet published in the fd table.
+        unsafe { *self.endpoints.get() = endpoints };
+        self.enter(Phase::Deferred);
+    }
+
+    /// connect() went ahead without deferral (the SYN left, or it failed).
+    pub fn connected_without_deferral(&self, cookie_requested: bool) {
+        if cookie_requested {
+            self.flags.fetch_or(FLAG_COOKIE_REQUESTED, Ordering::Relaxed);
+        }
+        self.enter(Phase::Kernel);
+    }
+
+    /// Takes the right to send the deferred SYN. Waits while another thread
+    /// is connecting or sending (as the socket lock would make us); `Err`
+    /// holds the phase when there is nothing left to send.
+    pub fn begin_send(&self) -> Result<(), Phase> {
+        loop {
+            match self.cas(Phase::Deferred, Phase::Sending) {
+                Ok(()) => return Ok(()),
+                Err(phase @ (Phase::Connecting | Phase::Sending)) => {
+                    self.wait_while(|p| p == phase, None, || true);
+                }
+                Err(phase) => return Err(phase),
+            }
+        }
+    }
+
+    /// The SYN left: with data to confirm (auto mode), or done.
+    pub fn syn_left(&self, with_data_to_confirm: bool) {
+        self.enter(if with_data_to_confirm { Phase::Confirming } else { Phase::Kernel });
+    }
+
+    /// No SYN left (client Fast Open switched off): still deferred.
+    pub fn syn_not_sent(&self) {
+        self.enter(Phase::Deferred);
+    }
+
+    /// Takes the right to act on the SYN's outcome; false if another thread
+    /// has it, or it is done.
+    pub fn begin_resolve(&self) -> bool {
+        self.cas(Phase::Confirming, Phase::Resolving).is_ok()
+    }
+
+    /// The outcome is not in yet (still SYN_SENT): back to waiting for it.
+    pub fn unresolved(&self) {
+        self.enter(Phase::Confirming);
+    }
+
+    /// The outcome is handled; the kernel answers from now on.
+    pub fn resolved(&self) {
+        self.retained.release();
+        self.enter(Phase::Kernel);
+    }
+
+    /// Explicit: disconnect of a deferred socket (no packet, ECONNRESET).
+    pub fn disconnect(&self) -> bool {
+        if self.cas(Phase::Deferred, Phase::Armed).is_err() {
+            return false;
+        }
+        self.set_pending_error(libc::ECONNRESET);
+        true
+    }
+
+    /// Another process sharing the socket sent its SYN.
+    pub fn sent_elsewhere(&self) {
+        let _ = self.cas(Phase::Deferred, Phase::Kernel);
+    }
+
+    /// Explicit: the kernel socket is back in CLOSE; the option survives
+    /// tcp_disconnect(), so the next connect() defers again.
+    pub fn rearm(&self) {
+        if self.cas(Phase::Kernel, Phase::Armed).is_ok() {
+            self.flags.fetch_and(!FLAG_COOKIE_REQUESTED, Ordering::Relaxed);
+        }
+    }
+
+    /// In a fork child only the forking thread exists: a transition another
+    /// thread owned would never finish. `syn_gone` says whether the kernel
+    /// socket left CLOSE.
+    pub fn settle_after_fork(&self, syn_gone: bool) {
+        match self.phase() {
+            Phase::Connecting => self.enter(Phase::Armed),
+            Phase::Sending if syn_gone => self.enter(Phase::Kernel),
+            Phase::Sending => self.enter(Phase::Deferred),
+            Phase::Resolving => self.enter(Phase::Confirming),
+            _ => {}
+        }
+    }
+
+    /// Sleeps while the phase satisfies `waiting`, until `deadline`
+    /// (CLOCK_MONOTONIC) if one is given. Every 100 ms `unchanged()` is asked
+    /// too: after fork() another process may send the SYN of a shared socket
+    /// without this process's phase word ever changing.
+    pub fn wait_while(&self, waiting: impl Fn(Phase) -> bool, deadline: Option<timespec>, unchanged: impl Fn() -> bool) -> Wait {
+        self.waiters.fetch_add(1, Ordering::AcqRel);
+        let result = loop {
+            let current = self.phase.load(Ordering::Acquire);
+            if !waiting(Phase::from_u32(current)) {
+                break Wait::Changed;
+            }
+            let slice = kernel::after(100_000_000);
+            let until = match deadline {
+                Some(d) if (d.tv_sec, d.tv_nsec) < (slice.tv_sec, slice.tv_nsec) => d,
+                _ => slice,
+            };
+            match kernel::futex_wait(&self.phase, current, &until) {
+                Ok(()) => continue,
+                Err(Errno(libc::ETIMEDOUT)) if deadline.is_some_and(|d| (d.tv_sec, d.tv_nsec) <= (until.tv_sec, until.tv_nsec)) => {
+                    break Wait::TimedOut
+                }
+                Err(Errno(libc::ETIMEDOUT)) if unchanged() => continue,
+                Err(Errno(libc::ETIMEDOUT)) => break Wait::Changed,
+                Err(Errno(libc::EINTR)) => break Wait::Interrupted,
+                Err(_) => break Wait::Changed, // futex unusable: let the kernel answer
+            }
+        };
+        self.waiters.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    /// Busy phases a fork child must settle.
+    pub fn is_mid_transition(&self) -> bool {
+        self.phase().busy()
+    }
+}
