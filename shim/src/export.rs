@@ -93,7 +93,7 @@ macro_rules! export_fd {
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
             #[cold]
             #[inline(never)]
-            #[allow(unused_variables)]
+            #[allow(unused_variables, clippy::too_many_arguments)]
             // The entry comes last so the C arguments stay in their registers.
             unsafe fn tracked($($arg: $ty,)* $found: $fty) -> $ret {
                 let caller_errno = $crate::errno::get();

@@ -179,7 +179,7 @@ pub fn record(ip: IpAddr, reason: Reason, kernel_drops: u32) {
     let failures = read(dir, ip).map_or(0, |r| r.failures).max(kernel_drops.saturating_sub(1)).saturating_add(1);
     let backoff = config::get().backoff_secs.saturating_mul(1 << (failures - 1).min(20)).min(MAX_BACKOFF_SECS);
     let mut line = PathBuf { bytes: [0; 512], len: 0 };
-    if write!(line, "{MAGIC}{failures} {} {}\n", now + backoff, reason.name()).is_err() {
+    if writeln!(line, "{MAGIC}{failures} {} {}", now + backoff, reason.name()).is_err() {
         return;
     }
     // SAFETY: getpid/gettid have no preconditions.
