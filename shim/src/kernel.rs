@@ -220,6 +220,12 @@ pub fn wait_for(fd: c_int, events: i16, deadline: Option<timespec>) -> SysResult
     }
 }
 
+/// CLOCK_MONOTONIC in milliseconds.
+pub fn monotonic_ms() -> u64 {
+    let now = after(0);
+    now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
+}
+
 /// CLOCK_MONOTONIC now plus `nanos`.
 pub fn after(nanos: i64) -> timespec {
     let mut now = timespec { tv_sec: 0, tv_nsec: 0 };

@@ -132,6 +132,8 @@ pub struct Connection {
     pending_error: AtomicI32,
     /// The SYN's data kept for a retry after a reset (auto mode, non-blocking).
     pub retained: crate::retain::Retained,
+    /// When the auto-mode connect() was deferred (CLOCK_MONOTONIC, ms).
+    deferred_at_ms: std::sync::atomic::AtomicU64,
     /// epoll instances (fd + 1) holding this socket's registrations.
     pub watchers: [AtomicU32; MAX_WATCHERS],
     endpoints: UnsafeCell<Endpoints>,
@@ -154,6 +156,7 @@ impl Default for Connection {
             flags: AtomicU32::new(0),
             pending_error: AtomicI32::new(0),
             retained: Default::default(),
+            deferred_at_ms: Default::default(),
             watchers: Default::default(),
             endpoints: UnsafeCell::new(Endpoints { remote: SockAddr::empty(), local: SockAddr::empty() }),
         }
@@ -189,11 +192,7 @@ impl Connection {
     }
 
     pub fn origin(&self) -> Origin {
-        if self.origin.load(Ordering::Relaxed) == Origin::Auto as u8 {
-            Origin::Auto
-        } else {
-            Origin::Explicit
-        }
+        [Origin::Explicit, Origin::Auto][(self.origin.load(Ordering::Relaxed) == Origin::Auto as u8) as usize]
     }
 
     pub fn is_auto(&self) -> bool {
@@ -201,11 +200,7 @@ impl Connection {
     }
 
     pub fn engine(&self) -> Engine {
-        if self.engine.load(Ordering::Relaxed) == Engine::Kernel as u8 {
-            Engine::Kernel
-        } else {
-            Engine::Emulated
-        }
+        [Engine::Emulated, Engine::Kernel][(self.engine.load(Ordering::Relaxed) == Engine::Kernel as u8) as usize]
     }
 
     pub fn option(&self) -> c_int {
@@ -248,6 +243,11 @@ impl Connection {
     #[inline]
     pub fn is_confirming(&self) -> bool {
         self.phase() == Phase::Confirming
+    }
+
+    /// How long ago an auto-mode connect() was deferred.
+    pub fn deferred_for_ms(&self) -> u64 {
+        kernel::monotonic_ms().saturating_sub(self.deferred_at_ms.load(Ordering::Relaxed))
     }
 
     /// The recorded endpoints; valid once the socket was Deferred.
@@ -307,6 +307,7 @@ impl Connection {
         self.origin.store(Origin::Auto as u8, Ordering::Relaxed);
         self.engine.store(engine as u8, Ordering::Relaxed);
         self.set_family(family);
+        self.deferred_at_ms.store(kernel::monotonic_ms(), Ordering::Relaxed);
         // SAFETY: the entry is not yet published in the fd table.
         unsafe { *self.endpoints.get() = endpoints };
         self.enter(Phase::Deferred);

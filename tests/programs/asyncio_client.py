@@ -1,10 +1,14 @@
 # 200 concurrent Fast Open connections from one asyncio event loop (epoll,
 # non-blocking connect that returns 0, first write from sock_sendall).
-import asyncio, socket, sys
+import asyncio, os, socket, sys
+
+# TFO_TEST_OPTION=0: an unmodified program (auto mode's job).
+OPTION = os.environ.get("TFO_TEST_OPTION", "1") == "1"
 
 async def one(loop, family, host, i):
     s = socket.socket(family, socket.SOCK_STREAM)
-    s.setsockopt(socket.IPPROTO_TCP, 30, 1)
+    if OPTION:
+        s.setsockopt(socket.IPPROTO_TCP, 30, 1)
     s.setblocking(False)
     await loop.sock_connect(s, (host, 7000))
     msg = f"request {i}".encode()

@@ -1,6 +1,9 @@
 # 32 threads x 10 blocking Fast Open connections, each socket dup()ed and
 # both copies closed: the fd table under concurrent use.
-import socket, threading
+import os, socket, threading
+
+# TFO_TEST_OPTION=0: an unmodified program (auto mode's job).
+OPTION = os.environ.get("TFO_TEST_OPTION", "1") == "1"
 
 results = []
 lock = threading.Lock()
@@ -9,7 +12,8 @@ def worker(t):
     for i in range(10):
         family, host = ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1"))[(t + i) % 2]
         s = socket.socket(family, socket.SOCK_STREAM)
-        s.setsockopt(socket.IPPROTO_TCP, 30, 1)
+        if OPTION:
+            s.setsockopt(socket.IPPROTO_TCP, 30, 1)
         s.connect((host, 7000))
         msg = f"thread {t} request {i}".encode()
         s.sendall(msg)

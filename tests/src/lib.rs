@@ -84,8 +84,10 @@ impl Netns {
             cmd.args(["--delay", &ms.to_string()]);
         }
         if mode != Mode::Native {
-            cmd.arg("--preload").env("TFO_LIB", library());
+            cmd.arg("--preload");
         }
+        // Scripts preload programs themselves with $TFO_LIB.
+        cmd.env("TFO_LIB", library()).env("TFO_ROOT", root());
         cmd.env("TFO_BACKEND", if mode == Mode::KernelBackend { "kernel" } else { "emulate" });
         // The explicit API unless a test asks for auto mode (Netns::env).
         cmd.env("TFO_MODE", "explicit");
@@ -106,6 +108,37 @@ impl Netns {
         assert!(out.status.success(), "{mode:?} run failed ({}):\n{stdout}\n{stderr}", out.status);
         stdout
     }
+}
+
+/// The environment of a preloaded program in auto mode (`backend`: auto,
+/// kernel or emulate), loopback included so local servers count.
+pub fn auto_env(backend: &str) -> Vec<(String, String)> {
+    [("TFO_MODE", "auto"), ("TFO_BACKEND", backend), ("TFO_EXCLUDE", "none")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Runs a bash script in the namespace (natively: the script preloads
+/// what it wants with $TFO_LIB); stdout and stderr together, and whether it
+/// succeeded.
+pub fn script(netns: &Netns, script: &str) -> (String, bool) {
+    let out = netns.run(Mode::Native, &["bash", "-c", script]);
+    (format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)), out.status.success())
+}
+
+/// Every `KEY VALUE` line whose key is `key`, values parsed.
+pub fn values(output: &str, key: &str) -> Vec<i64> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The median of some numbers.
+pub fn median(mut v: Vec<i64>) -> i64 {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
 /// Runs `steps` natively and under the shim, each in a fresh namespace, and

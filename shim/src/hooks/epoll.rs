@@ -66,19 +66,19 @@ export_fd! {
     fn epoll_wait(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: c_int) -> c_int,
     if let Some(instance) = watched_instance(epfd) => {
         // SAFETY: epoll_wait's contract: `events` has room for `max`.
-        unsafe { wait(instance, epfd, events, max, |events, max, now| real::epoll_wait(epfd, events, max, if now { 0 } else { timeout })) }
+        unsafe { wait(instance, epfd, events, max, timeout != 0, |events, max, now| real::epoll_wait(epfd, events, max, if now { 0 } else { timeout })) }
     }
 
     fn epoll_pwait(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: c_int, mask: *const sigset_t) -> c_int,
     if let Some(instance) = watched_instance(epfd) => {
         // SAFETY: as for epoll_wait.
-        unsafe { wait(instance, epfd, events, max, |events, max, now| real::epoll_pwait(epfd, events, max, if now { 0 } else { timeout }, mask)) }
+        unsafe { wait(instance, epfd, events, max, timeout != 0, |events, max, now| real::epoll_pwait(epfd, events, max, if now { 0 } else { timeout }, mask)) }
     }
 
     fn epoll_pwait2(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: *const timespec, mask: *const sigset_t) -> c_int,
     if let Some(instance) = watched_instance(epfd) => {
         // SAFETY: as for epoll_wait.
-        unsafe { wait(instance, epfd, events, max, |events, max, now| real::epoll_pwait2(epfd, events, max, if now { &NOW } else { timeout }, mask)) }
+        unsafe { wait(instance, epfd, events, max, super::poll::waits(timeout), |events, max, now| real::epoll_pwait2(epfd, events, max, if now { &NOW } else { timeout }, mask)) }
     }
 }
 
@@ -320,6 +320,7 @@ unsafe fn wait(
     epfd: c_int,
     events: *mut epoll_event,
     max: c_int,
+    caller_waits: bool,
     real_wait: impl Fn(*mut epoll_event, c_int, bool) -> c_int,
 ) -> Answer<c_int> {
     if events.is_null() || max <= 0 {
@@ -327,7 +328,7 @@ unsafe fn wait(
     }
     loop {
         // SAFETY: the caller's contract.
-        let (result, retried) = unsafe { wait_once(instance, epfd, events, max, &real_wait) };
+        let (result, retried) = unsafe { wait_once(instance, epfd, events, max, caller_waits, &real_wait) };
         match result {
             Ok(0) if retried => continue,
             other => return Done(other),
@@ -342,6 +343,7 @@ unsafe fn wait_once(
     epfd: c_int,
     events: *mut epoll_event,
     max: c_int,
+    caller_waits: bool,
     real_wait: &impl Fn(*mut epoll_event, c_int, bool) -> c_int,
 ) -> (SysResult<c_int>, bool) {
     // Leave the kernel at least one slot, so that held level-triggered
@@ -357,7 +359,7 @@ unsafe fn wait_once(
             let entry = fdtable::lookup(watch.fd);
             if let Some(entry) = entry.filter(|e| e.conn.is_auto()) {
                 match entry.conn.phase() {
-                    Phase::Deferred if watch.wants_input() => kicks.push(watch.fd, watch.event.u64),
+                    Phase::Deferred if watch.wants_input() && syn::wait_kicks(entry, caller_waits) => kicks.push(watch.fd, watch.event.u64),
                     Phase::Confirming => confirming.push(watch.fd, watch.event.u64),
                     _ => {}
                 }

@@ -51,14 +51,14 @@ export_fd! {
     // SAFETY: poll's contract for `fds`.
     if let Some(_entry) = unsafe { any_attention(fds, n) } => {
         // SAFETY: as above; the real poll gets the same array.
-        unsafe { poll_tracked(fds, n, |now| crate::real::poll(fds, n, if now { 0 } else { timeout })) }
+        unsafe { poll_tracked(fds, n, timeout != 0, |now| crate::real::poll(fds, n, if now { 0 } else { timeout })) }
     }
 
     fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int,
     // SAFETY: as for poll.
     if let Some(_entry) = unsafe { any_attention(fds, n) } => {
         // SAFETY: as for poll.
-        unsafe { poll_tracked(fds, n, |now| crate::real::ppoll(fds, n, if now { &NOW } else { timeout }, mask)) }
+        unsafe { poll_tracked(fds, n, waits(timeout), |now| crate::real::ppoll(fds, n, if now { &NOW } else { timeout }, mask)) }
     }
 
     /// The entry point of programs built with _FORTIFY_SOURCE: it checks the
@@ -67,15 +67,24 @@ export_fd! {
     // SAFETY: as for poll, once the size is known to cover `n` entries.
     if let Some(_entry) = fortified_ok(n, fdslen).then(|| unsafe { any_attention(fds, n) }).flatten() => {
         // SAFETY: as for poll.
-        unsafe { poll_tracked(fds, n, |now| crate::real::poll(fds, n, if now { 0 } else { timeout })) }
+        unsafe { poll_tracked(fds, n, timeout != 0, |now| crate::real::poll(fds, n, if now { 0 } else { timeout })) }
     }
 
     fn __ppoll_chk(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t, fdslen: size_t) -> c_int,
     // SAFETY: as above.
     if let Some(_entry) = fortified_ok(n, fdslen).then(|| unsafe { any_attention(fds, n) }).flatten() => {
         // SAFETY: as for poll.
-        unsafe { poll_tracked(fds, n, |now| crate::real::ppoll(fds, n, if now { &NOW } else { timeout }, mask)) }
+        unsafe { poll_tracked(fds, n, waits(timeout), |now| crate::real::ppoll(fds, n, if now { &NOW } else { timeout }, mask)) }
     }
+}
+
+/// A timeout that lets the call wait (none, or not zero).
+///
+/// # Safety
+/// `timeout` is null or points to a timespec.
+pub unsafe fn waits(timeout: *const timespec) -> bool {
+    // SAFETY: the caller's contract.
+    timeout.is_null() || unsafe { (*timeout).tv_sec != 0 || (*timeout).tv_nsec != 0 }
 }
 
 /// The fortified check: otherwise the real __poll_chk aborts the program.
@@ -124,18 +133,18 @@ impl Bits {
 ///
 /// # Safety
 /// poll's contract: `fds` points to `n` entries.
-unsafe fn poll_tracked(fds: *mut pollfd, n: nfds_t, real_poll: impl Fn(bool) -> c_int) -> crate::export::Answer<c_int> {
+unsafe fn poll_tracked(fds: *mut pollfd, n: nfds_t, caller_waits: bool, real_poll: impl Fn(bool) -> c_int) -> crate::export::Answer<c_int> {
     // SAFETY: poll's contract.
     let entries = unsafe { std::slice::from_raw_parts_mut(fds, n as usize) };
     loop {
-        let (result, retried) = poll_once(entries, &real_poll);
+        let (result, retried) = poll_once(entries, caller_waits, &real_poll);
         if !retried || result.is_err() {
             return crate::export::Done(result);
         }
     }
 }
 
-fn poll_once(entries: &mut [pollfd], real_poll: &impl Fn(bool) -> c_int) -> (crate::errno::SysResult<c_int>, bool) {
+fn poll_once(entries: &mut [pollfd], caller_waits: bool, real_poll: &impl Fn(bool) -> c_int) -> (crate::errno::SysResult<c_int>, bool) {
     let mut hidden = Bits::new(entries.len());
     let mut kicks = Bits::new(entries.len());
     let (mut ready, mut any_kick) = (0, false);
@@ -148,7 +157,7 @@ fn poll_once(entries: &mut [pollfd], real_poll: &impl Fn(bool) -> c_int) -> (cra
         if !conn.is_unsent() {
             continue;
         }
-        if conn.is_auto() && p.events & INPUT_MASK != 0 {
+        if p.events & INPUT_MASK != 0 && syn::wait_kicks(entry, caller_waits) {
             kicks.set(i);
             any_kick = true;
         }

@@ -38,7 +38,8 @@ export_fd! {
         // SAFETY: as above; the real select gets the same sets (and a zero
         // timeout of its own when it must not wait).
         Done(unsafe {
-            select_tracked(n, [r, w, e], |wait| {
+            let caller_waits = timeout.is_null() || (*timeout).tv_sec != 0 || (*timeout).tv_usec != 0;
+            select_tracked(n, [r, w, e], caller_waits, |wait| {
                 let mut now = timeval { tv_sec: 0, tv_usec: 0 };
                 crate::real::select(n, r, w, e, if wait { timeout } else { &mut now })
             })
@@ -50,19 +51,19 @@ export_fd! {
     if let Some(_entry) = unsafe { any_attention(n, [r, w, e]) } => {
         const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: as for select.
-        Done(unsafe { select_tracked(n, [r, w, e], |wait| crate::real::pselect(n, r, w, e, if wait { timeout } else { &NOW }, mask)) })
+        Done(unsafe { select_tracked(n, [r, w, e], super::poll::waits(timeout), |wait| crate::real::pselect(n, r, w, e, if wait { timeout } else { &NOW }, mask)) })
     }
 }
 
 /// # Safety
 /// select's contract for the sets.
-unsafe fn select_tracked(n: c_int, sets: [*mut fd_set; 3], real_select: impl Fn(bool) -> c_int) -> SysResult<c_int> {
+unsafe fn select_tracked(n: c_int, sets: [*mut fd_set; 3], caller_waits: bool, real_select: impl Fn(bool) -> c_int) -> SysResult<c_int> {
     // The sets as the caller gave them: a retried reset starts over.
     // SAFETY: each set is null or valid.
     let original: [Option<fd_set>; 3] = sets.map(|s| (!s.is_null()).then(|| unsafe { *s }));
     loop {
         // SAFETY: as above.
-        let (result, retried) = unsafe { select_once(n, sets, &original, &real_select) };
+        let (result, retried) = unsafe { select_once(n, sets, &original, caller_waits, &real_select) };
         if !retried || result.is_err() {
             return result;
         }
@@ -77,7 +78,7 @@ unsafe fn select_tracked(n: c_int, sets: [*mut fd_set; 3], real_select: impl Fn(
 
 /// # Safety
 /// As for `select_tracked`.
-unsafe fn select_once(n: c_int, [r, w, e]: [*mut fd_set; 3], original: &[Option<fd_set>; 3], real_select: &impl Fn(bool) -> c_int) -> (SysResult<c_int>, bool) {
+unsafe fn select_once(n: c_int, [r, w, e]: [*mut fd_set; 3], original: &[Option<fd_set>; 3], caller_waits: bool, real_select: &impl Fn(bool) -> c_int) -> (SysResult<c_int>, bool) {
     let n = n.min(libc::FD_SETSIZE as c_int);
     // SAFETY: every FD_* below works on a set that is non-null (checked) and
     // valid (select's contract), or on a local set.
@@ -98,7 +99,7 @@ unsafe fn select_once(n: c_int, [r, w, e]: [*mut fd_set; 3], original: &[Option<
             if !entry.conn.is_unsent() {
                 continue;
             }
-            if entry.conn.is_auto() && isset(r, fd) {
+            if isset(r, fd) && syn::wait_kicks(entry, caller_waits) {
                 libc::FD_SET(fd, &mut kicks);
                 any_kick = true;
             }

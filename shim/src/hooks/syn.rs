@@ -460,6 +460,18 @@ pub fn syn_without_data(fd: c_int, entry: &Entry, flags: c_int) -> Answer<ssize_
     first_write(fd, entry, Payload::Buf(std::ptr::null(), 0), flags | libc::MSG_DONTWAIT)
 }
 
+/// A wait that does not block (timeout 0) is no sign the program waits for
+/// the server: event loops poll so between callbacks, just before they
+/// write. Only after this long deferred does such a wait start the
+/// connection (a loop that busy-polls for a banner).
+const ZERO_WAIT_GRACE_MS: u64 = 20;
+
+/// Auto mode: a wait for input that found nothing ready starts the
+/// connection of this deferred socket (see `ZERO_WAIT_GRACE_MS`).
+pub fn wait_kicks(entry: &Entry, caller_waits: bool) -> bool {
+    auto_unsent(entry) && (caller_waits || entry.conn.deferred_for_ms() >= ZERO_WAIT_GRACE_MS)
+}
+
 /// The phase says the SYN is unsent and the socket is auto-mode.
 pub fn auto_unsent(entry: &Entry) -> bool {
     entry.conn.is_auto() && entry.conn.phase() == Phase::Deferred
