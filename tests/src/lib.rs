@@ -26,12 +26,15 @@ fn artifact(path: PathBuf) -> PathBuf {
     path
 }
 
-/// How a program runs: natively, with libtfo preloaded (emulating the
-/// option), or preloaded with TFO_BACKEND=kernel (passing it through).
+/// How a program runs: natively, with libtfo preloaded in explicit mode
+/// (emulating the option), in auto mode (the default; sockets that set the
+/// option keep the kernel's semantics), or in explicit mode with
+/// TFO_BACKEND=kernel (passing the option through).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Native,
     Shim,
+    ShimAuto,
     KernelBackend,
 }
 
@@ -88,9 +91,13 @@ impl Netns {
         }
         // Scripts preload programs themselves with $TFO_LIB.
         cmd.env("TFO_LIB", library()).env("TFO_ROOT", root());
-        cmd.env("TFO_BACKEND", if mode == Mode::KernelBackend { "kernel" } else { "emulate" });
-        // The explicit API unless a test asks for auto mode (Netns::env).
-        cmd.env("TFO_MODE", "explicit");
+        if mode != Mode::Native {
+            cmd.env("TFO_BACKEND", if mode == Mode::KernelBackend { "kernel" } else { "emulate" });
+            cmd.env("TFO_MODE", if mode == Mode::ShimAuto { "auto" } else { "explicit" });
+        } else {
+            // Scripts that preload programs themselves get the defaults.
+            cmd.env_remove("TFO_BACKEND").env_remove("TFO_MODE");
+        }
         cmd.env("TFO_EXAMPLES", root().join("target/examples"));
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--").args(command);

@@ -159,3 +159,145 @@ done
     assert!(out.contains("transcript ssh-preload SSH-2.0-libtfo-test ok hello"), "{out}");
     assert!(out.contains("transcript smtp-preload 250 221"), "{out}");
 }
+
+/// An asyncio event loop (200 concurrent connections through epoll) and
+/// 32 threads of blocking clients, none setting the option, on loopback
+/// (TFO_EXCLUDE=none): everything echoed, every SYN with data — with the
+/// kernel's deferred connect and with the emulation alike.
+#[test]
+fn event_loop_and_threads_on_loopback_with_either_backend() {
+    for backend in ["auto", "emulate"] {
+        for (program, total) in [("asyncio_client.py", 200), ("threads_client.py", 320)] {
+            let netns = Netns { prime: true, counters: true, env: auto_env(backend), ..Netns::default() };
+            let (out, ok) = script(&netns, &format!("TFO_TEST_OPTION=0 LD_PRELOAD=$TFO_LIB python3 $TFO_ROOT/tests/programs/{program}"));
+            assert!(ok, "{backend} {program}: {out}");
+            assert!(out.contains(&format!("echoed {total} of {total}\ndata in SYN {total}\n")), "{backend} {program}: {out}");
+            assert_eq!(tfo_tests::counter(&out, "TcpExtTCPFastOpenActive"), Some(total as i64), "{backend} {program}: {out}");
+        }
+    }
+}
+
+/// Who gets Fast Open: loopback is left out by default; TFO_PORTS,
+/// TFO_INCLUDE and TFO_EXCLUDE choose; TFO_MODE=off and explicit leave
+/// unmodified programs alone (off: not even a setsockopt reaches the
+/// kernel); a namespace without the client bit passes through silently.
+#[test]
+fn policy_and_modes_choose_who_gets_fast_open() {
+    let body = r#"
+set -u
+counter() { nstat -asz TcpExtTCPFastOpenActive 2>/dev/null | awk '$1 == "TcpExtTCPFastOpenActive" {print $2}'; }
+client=$TFO_ROOT/target/release/tfo-std-client
+# try NAME ADDRESS ENV...: one connection; prints whether its SYN had data
+try() {
+	local name=$1 address=$2; shift 2
+	local before=$(counter)
+	out=$(env LD_PRELOAD=$TFO_LIB "$@" $client "$address" "ping $name" 2>&1)
+	[ "$out" = "ping $name" ] || echo "bad reply for $name: $out"
+	echo "fastopen $name $(($(counter) - before))"
+}
+try default 127.0.0.1:7000 TFO_MODE=auto
+try exclude-none 127.0.0.1:7000 TFO_EXCLUDE=none
+try exclude-none-v6 [::1]:7000 TFO_EXCLUDE=none
+try ports-80 127.0.0.1:7000 TFO_EXCLUDE=none TFO_PORTS=80,443
+try ports-7000 127.0.0.1:7000 TFO_EXCLUDE=none TFO_PORTS=6000-7000
+try include-v6-only 127.0.0.1:7000 TFO_EXCLUDE=none TFO_INCLUDE=::1
+try include-v6-only-v6 [::1]:7000 TFO_EXCLUDE=none TFO_INCLUDE=::1
+try exclude-v6 [::1]:7000 TFO_EXCLUDE=::/0
+try mode-off 127.0.0.1:7000 TFO_EXCLUDE=none TFO_MODE=off
+try mode-explicit 127.0.0.1:7000 TFO_EXCLUDE=none TFO_MODE=explicit
+# explicit mode still serves a program that asks
+before=$(counter); env LD_PRELOAD=$TFO_LIB TFO_MODE=explicit $TFO_EXAMPLES/tfo_client 127.0.0.1 7000 asks > /dev/null
+echo "fastopen explicit-asks $(($(counter) - before))"
+# off: nothing of libtfo reaches the kernel
+env LD_PRELOAD=$TFO_LIB TFO_MODE=off TFO_EXCLUDE=none strace -f -qq -e trace=setsockopt $client 127.0.0.1:7000 quiet 2>&1 | grep -c 'TCP_FASTOPEN_CONNECT' | sed 's/^/setsockopt-off /'
+env LD_PRELOAD=$TFO_LIB TFO_EXCLUDE=none strace -f -qq -e trace=setsockopt $client 127.0.0.1:7000 quiet 2>&1 | grep -c 'TCP_FASTOPEN_CONNECT' | sed 's/^/setsockopt-auto /'
+# the client bit off: a plain connection, not a word on stderr
+echo 2 > /proc/sys/net/ipv4/tcp_fastopen
+out=$(env LD_PRELOAD=$TFO_LIB TFO_EXCLUDE=none $client 127.0.0.1:7000 "no client bit" 2>&1)
+echo "client-bit-off [$out]"
+"#;
+    let (out, ok) = script(&Netns::primed(), body);
+    assert!(ok && !out.contains("bad reply"), "{out}");
+    for (name, expected) in [
+        ("default", 0),
+        ("exclude-none", 1),
+        ("exclude-none-v6", 1),
+        ("ports-80", 0),
+        ("ports-7000", 1),
+        ("include-v6-only", 0),
+        ("include-v6-only-v6", 1),
+        ("exclude-v6", 0),
+        ("mode-off", 0),
+        ("mode-explicit", 0),
+        ("explicit-asks", 1),
+    ] {
+        assert_eq!(values(&out, &format!("fastopen {name}")), [expected], "{name}\n{out}");
+    }
+    assert_eq!(values(&out, "setsockopt-off"), [0], "{out}");
+    assert_eq!(values(&out, "setsockopt-auto"), [1], "the control: strace does see it in auto mode\n{out}");
+    assert!(out.contains("client-bit-off [no client bit]\n"), "{out}");
+}
+
+/// TFO_SERVER=1: a server that never set TCP_FASTOPEN (Python's
+/// http.server) accepts data in SYNs, in a namespace without the
+/// every-listener bit (0x400); without it, it does not.
+#[test]
+fn tfo_server_gives_legacy_listeners_fast_open() {
+    let body = r#"
+set -u
+counter() { nsenter --net="$TFO_PEER_NETNS" nstat -asz "$1" 2>/dev/null | awk -v k="$1" '$1 == k {print $2}'; }
+mkdir -p /tmp/www-$$ && echo "legacy server" > /tmp/www-$$/index.html
+for server in 0 1; do
+	port=$((8100 + server))
+	nsenter --net="$TFO_PEER_NETNS" env LD_PRELOAD=$TFO_LIB TFO_SERVER=$server python3 -m http.server -b 198.18.0.2 -d /tmp/www-$$ $port > /dev/null 2>&1 &
+	for _ in $(seq 100); do nsenter --net="$TFO_PEER_NETNS" bash -c "exec 3<>/dev/tcp/198.18.0.2/$port" 2>/dev/null && break; sleep 0.05; done
+	before=$(counter TcpExtTCPFastOpenPassive)
+	for i in 1 2 3; do curl -s --tcp-fastopen http://198.18.0.2:$port/ | sed "s/^/reply $server /"; done
+	echo "passive $server $(($(counter TcpExtTCPFastOpenPassive) - before))"
+done
+"#;
+    let netns = Netns { delay: Some(5), ..Netns::default() };
+    let (out, ok) = script(&netns, body);
+    assert!(ok, "{out}");
+    assert_eq!(out.matches("legacy server").count(), 6, "{out}");
+    assert_eq!(values(&out, "passive 0"), [0], "{out}");
+    // The first connection fetches the cookie; the next two carry data.
+    assert_eq!(values(&out, "passive 1"), [2], "{out}");
+}
+
+/// TFO_STATS: the statistics file of each process says what libtfo did.
+#[test]
+fn statistics_count_what_happened() {
+    let dir = std::env::temp_dir().join(format!("tfo-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let body = format!(
+        r#"
+set -u
+client=$TFO_ROOT/target/release/tfo-std-client
+export LD_PRELOAD=$TFO_LIB TFO_STATS={dir} TFO_EXCLUDE=none
+$client 127.0.0.1:7000 one 3 > /dev/null
+TFO_PORTS=80 $client 127.0.0.1:7000 two > /dev/null
+python3 -c 'import socket; s = socket.create_connection(("127.0.0.1", 7000)); s.settimeout(0.5)
+try: s.recv(1)
+except OSError: pass'
+python3 -c 'import socket
+for i in range(2):
+    s = socket.create_connection(("127.0.0.1", 7000)); s.shutdown(socket.SHUT_WR); assert s.recv(1) == b""'
+"#,
+        dir = dir.display()
+    );
+    let (out, ok) = script(&Netns::primed(), &body);
+    assert!(ok, "{out}");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(files.len(), 4, "one file per process that connected: {files:?}");
+    let get = |f: &str, k: &str| values(f, k).first().copied().unwrap_or(-1);
+    files.sort_by_key(|f| (get(f, "sockets_seen"), get(f, "fallback_policy")));
+    let (python, policy, shutdown, client) = (&files[0], &files[1], &files[2], &files[3]);
+    assert!(client.contains("program tfo-std-client\n") && python.contains("program python3\n"), "{files:?}");
+    assert_eq!((get(shutdown, "sockets_seen"), get(shutdown, "kicks_shutdown")), (2, 2), "{shutdown}");
+    assert_eq!((get(client, "sockets_seen"), get(client, "connections_deferred"), get(client, "syn_data_sent"), get(client, "syn_data_acked")), (3, 3, 3, 3), "{client}");
+    assert_eq!((get(policy, "sockets_seen"), get(policy, "fallback_policy"), get(policy, "connections_deferred")), (1, 1, 0), "{policy}");
+    // Python's socket timeouts poll before they read: a wait for input.
+    assert_eq!((get(python, "connections_deferred"), get(python, "kicks_wait"), get(python, "syn_data_sent")), (1, 1, 0), "{python}");
+}

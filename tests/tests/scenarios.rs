@@ -1,7 +1,10 @@
 //! The differential scenario suite (tests/scenarios.txt): every scenario
-//! runs natively with the kernel's TCP_FASTOPEN_CONNECT, under libtfo, and
-//! under libtfo with TFO_BACKEND=kernel, each in a fresh network namespace.
-//! All three traces must be identical; a mismatch prints them side by side.
+//! runs natively with the kernel's TCP_FASTOPEN_CONNECT, under libtfo in
+//! explicit mode (emulating the option), under libtfo in auto mode (the
+//! default: a socket that sets the option must keep the kernel's exact
+//! semantics), and under libtfo with TFO_BACKEND=kernel, each in a fresh
+//! network namespace. All traces must be identical; a mismatch prints them
+//! side by side.
 
 use std::sync::{Arc, Mutex};
 use tfo_tests::{scenarios, side_by_side_titled, Mode, Scenario};
@@ -10,7 +13,11 @@ use tfo_tests::{scenarios, side_by_side_titled, Mode, Scenario};
 fn check(scenario: &Scenario) -> Result<(), String> {
     let native = scenario.trace(Mode::Native);
     let mut report = String::new();
-    for (mode, title) in [(Mode::Shim, "libtfo (emulate)"), (Mode::KernelBackend, "libtfo (TFO_BACKEND=kernel)")] {
+    for (mode, title) in [
+        (Mode::Shim, "libtfo (explicit, emulate)"),
+        (Mode::ShimAuto, "libtfo (auto, emulate)"),
+        (Mode::KernelBackend, "libtfo (TFO_BACKEND=kernel)"),
+    ] {
         let other = scenario.trace(mode);
         if other != native {
             report += &format!(
