@@ -1,5 +1,8 @@
 # libtfo: `make demo` builds everything and shows Fast Open at work;
-# `make test` builds everything and runs every test.
+# `make test` builds everything and runs every test (both first install the
+# Debian packages of scripts/packages.txt that are missing, when root).
+# `make install PREFIX=/usr/local DESTDIR=` installs libtfo.so, tfo and its
+# man pages; `make uninstall` removes them; `make deb` builds a .deb.
 
 CC      ?= gcc
 CFLAGS  ?= -O2 -g -Wall -Wextra
@@ -8,12 +11,22 @@ EXAMPLE_BINS = $(addprefix target/examples/,$(EXAMPLES))
 BENCHES  = fastpath fastpath_count connect_bench
 BENCH_BINS = $(addprefix target/examples/,$(BENCHES))
 
-.PHONY: all build demo test bench clean
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR   = $(PREFIX)/bin
+LIBDIR   = $(PREFIX)/lib
+MANDIR   = $(PREFIX)/share/man/man1
+# One page per command, generated from tfo's clap definitions.
+MANPAGES = tfo tfo-run tfo-doctor tfo-cookies tfo-stats tfo-failures tfo-forget
+MAN_FILES = $(addprefix target/release/man/,$(addsuffix .1,$(MANPAGES)))
+
+.PHONY: all build packages demo test bench install uninstall deb clean
 
 all: build
 
 build: $(EXAMPLE_BINS) $(BENCH_BINS)
 	cargo build --release --workspace
+	cargo run --release --quiet -p tfo --example mangen -- target/release/man
 
 target/examples/%: examples/%.c
 	@mkdir -p target/examples
@@ -23,11 +36,34 @@ target/examples/%: bench/%.c
 	@mkdir -p target/examples
 	$(CC) $(CFLAGS) -o $@ $<
 
-demo: build
+packages:
+	scripts/ensure-packages
+
+demo: packages build
 	tests/in-netns --delay 50 -- examples/demo.sh
 
-test: build
+test: packages build
 	cargo test --release --workspace
+
+# Installing never runs cargo when the files are built (sudo make install
+# need not find a Rust toolchain); a fresh tree is built first.
+target/release/tfo target/release/libtfo.so $(MAN_FILES):
+	$(MAKE) build
+
+install: target/release/tfo target/release/libtfo.so $(MAN_FILES)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(MANDIR)
+	install -m 0755 target/release/tfo $(DESTDIR)$(BINDIR)/tfo
+	install -m 0644 target/release/libtfo.so $(DESTDIR)$(LIBDIR)/libtfo.so
+	install -m 0644 $(MAN_FILES) $(DESTDIR)$(MANDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/tfo $(DESTDIR)$(LIBDIR)/libtfo.so
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/,$(addsuffix .1,$(MANPAGES)))
+
+# cargo-deb (cargo install cargo-deb) packs what `make build` made, as
+# tfo/Cargo.toml's [package.metadata.deb] lists it.
+deb: build
+	cargo deb -p tfo --no-build --strip
 
 bench: build
 	bench/run

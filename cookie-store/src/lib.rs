@@ -34,6 +34,8 @@ pub struct Metrics {
     pub age_ms: Option<u64>,
     pub fastopen_mss: Option<u16>,
     pub fastopen_syn_drops: Option<u16>,
+    /// Milliseconds since the last Fast Open SYN drop (sent only with drops).
+    pub fastopen_syn_drop_age_ms: Option<u64>,
     pub fastopen_cookie: Option<Vec<u8>>,
 }
 
@@ -55,7 +57,8 @@ impl Metrics {
                 MetricsAttr::FastOpenMss(v) => m.fastopen_mss = Some(v),
                 MetricsAttr::FastOpenSynDrops(v) => m.fastopen_syn_drops = Some(v),
                 MetricsAttr::FastOpenCookie(c) => m.fastopen_cookie = Some(c),
-                MetricsAttr::FastOpenSynDropAge(_) | MetricsAttr::Other(_) => {}
+                MetricsAttr::FastOpenSynDropAge(v) => m.fastopen_syn_drop_age_ms = Some(v),
+                MetricsAttr::Other(_) => {}
             }
         }
         m

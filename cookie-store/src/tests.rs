@@ -87,6 +87,21 @@ fn reply_without_cookie_has_no_cookie() {
     assert!(!entries[0].has_cookie());
 }
 
+/// An entry whose Fast Open SYNs were dropped: the count and how long ago.
+#[test]
+fn reply_with_syn_drops_decodes() {
+    let mut body = vec![message::CMD_GET, 1, 0, 0];
+    body.extend(attr(1, &LOCALHOST));
+    body.extend(attr(8, &2u16.to_le_bytes()));
+    body.extend(attr(9, &1500u64.to_le_bytes()));
+    let mut msg = header(16 + body.len() as u32, FAMILY, 0);
+    msg.extend(body);
+    let mut entries = Vec::new();
+    decode_replies(&msg, &mut entries).unwrap();
+    assert_eq!(entries[0].fastopen_syn_drops, Some(2));
+    assert_eq!(entries[0].fastopen_syn_drop_age_ms, Some(1500));
+}
+
 #[test]
 fn esrch_means_no_entry() {
     let mut msg = header(36, 2, 0); // NLMSG_ERROR

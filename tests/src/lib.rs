@@ -54,6 +54,9 @@ pub struct Netns {
     /// 198.18.0.2 is a Fast Open echo server in another namespace, behind
     /// a relay that delays each packet this many milliseconds each way.
     pub delay: Option<u32>,
+    /// Every program the command starts loads this library through an
+    /// /etc/ld.so.preload seen only inside the namespace.
+    pub etc_preload: Option<PathBuf>,
     /// Extra environment for the command.
     pub env: Vec<(String, String)>,
 }
@@ -85,6 +88,9 @@ impl Netns {
         }
         if let Some(ms) = self.delay {
             cmd.args(["--delay", &ms.to_string()]);
+        }
+        if let Some(lib) = &self.etc_preload {
+            cmd.arg("--etc-preload").arg(lib);
         }
         if mode != Mode::Native {
             cmd.arg("--preload");
