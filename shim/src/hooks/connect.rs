@@ -259,9 +259,11 @@ fn explicit_connect(fd: c_int, entry: &Entry, dest: Option<SockAddr>, unspec: bo
     let Some((dest, ip)) = dest.filter(|d| d.family() == conn.family()).and_then(|d| Some((d, d.ip()?))) else {
         return Real;
     };
+    stats::count(Counter::SocketsSeen);
     if let Some(local) = deferral(fd, conn.family(), &dest, ip) {
         if conn.begin_connect() {
             conn.deferred(Endpoints { remote: dest, local });
+            stats::count(Counter::ConnectionsDeferred);
             super::epoll::hold(fd, entry);
             debug!("fd {fd} {dest}: connect deferred until the first write");
             return Done(Ok(0));
