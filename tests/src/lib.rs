@@ -51,6 +51,9 @@ pub struct Netns {
     /// 198.18.0.2 is a Fast Open echo server in another namespace, behind
     /// a relay that delays each packet this many milliseconds each way.
     pub delay: Option<u32>,
+    /// With `delay`: the relay drops (`drop`), answers with a RST (`reset`)
+    /// or strips the data of (`strip`) SYNs carrying data towards 198.18.0.2.
+    pub syn_data: Option<String>,
     /// Extra environment for the command.
     pub env: Vec<(String, String)>,
 }
@@ -82,6 +85,9 @@ impl Netns {
         }
         if let Some(ms) = self.delay {
             cmd.args(["--delay", &ms.to_string()]);
+        }
+        if let Some(mode) = &self.syn_data {
+            cmd.args(["--syn-data", mode]);
         }
         if mode != Mode::Native {
             cmd.arg("--preload").env("TFO_LIB", library());
@@ -141,6 +147,8 @@ pub fn scenarios() -> Vec<Scenario> {
                     None if option == "capture" => netns.capture = true,
                     None if option == "blackhole" => netns.blackhole = true,
                     Some(("sysctl", v)) => netns.sysctl = Some(v.parse().unwrap()),
+                    Some(("delay", v)) => netns.delay = Some(v.parse().unwrap()),
+                    Some(("syn-data", v)) => netns.syn_data = Some(v.to_string()),
                     _ => panic!("unknown option {option} in: {line}"),
                 }
             }
@@ -175,6 +183,13 @@ pub fn side_by_side_titled(native: &str, other: &str, title: &str) -> String {
         out += &format!("{} {l:<56} | {r}\n", if l == r { ' ' } else { '!' });
     }
     out
+}
+
+/// The value of `NAME=VALUE` in the counts line the delay relay prints on
+/// stderr when the run ends (`tfo-delay: counts forwarded_a_to_b=N ...`).
+pub fn relay_count(stderr: &str, name: &str) -> Option<u64> {
+    let line = stderr.lines().find(|l| l.starts_with("tfo-delay: counts "))?;
+    line.split_whitespace().find_map(|field| field.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
 }
 
 /// The value of a `counter NAME VALUE` line printed by `--counters`.
