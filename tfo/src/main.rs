@@ -3,6 +3,9 @@
 //!
 //!     tfo run [--backend emulate|kernel] [--log quiet|warn|debug] -- CMD [ARGS...]
 //!     tfo cookies [DESTINATION]
+//!     tfo probe HOST[:PORT] [--count N] [--json] [--timeout S] [--request STRING|--http|--tls]
+
+mod probe;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -41,6 +44,10 @@ enum Cmd {
         /// Only this destination address.
         destination: Option<std::net::IpAddr>,
     },
+    /// Tell whether Fast Open works to a server and what breaks it on the
+    /// path (exit 0: it works; 1: it does not, with the reason and a fix; 2:
+    /// usage or resolution error).
+    Probe(probe::Args),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -60,6 +67,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Cmd::Run { backend, log, lib, command } => run(backend, log, lib, command),
         Cmd::Cookies { destination } => cookies(destination),
+        Cmd::Probe(args) => probe::run(args),
     }
 }
 
