@@ -139,7 +139,12 @@ pub struct Report {
 }
 
 fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e4).round() / 10.0
+    tenths(d.as_secs_f64() * 1e3)
+}
+
+/// Rounded to one decimal, never -0.0 (which would print as a loss).
+fn tenths(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0 + 0.0
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -173,8 +178,8 @@ impl Report {
             self.ttfb_fastopen_ms = median(repeats.iter().filter(|c| c.ok()).filter_map(|c| c.ttfb_ms).collect());
             self.rtt_ms = median(plain.iter().filter_map(|c| c.handshake_ms).collect());
             if let (Some(p), Some(f)) = (self.ttfb_plain_ms, self.ttfb_fastopen_ms) {
-                self.saved_ms = Some(((p - f) * 10.0).round() / 10.0);
-                self.round_trips_saved = self.rtt_ms.filter(|&r| r >= 1.0).map(|r| ((p - f) / r * 10.0).round() / 10.0);
+                self.saved_ms = Some(tenths(p - f));
+                self.round_trips_saved = self.rtt_ms.filter(|&r| r >= 1.0).map(|r| tenths((p - f) / r));
             }
             self.works =
                 self.client_enabled && last.is_some_and(|c| c.ok() && c.syn_data_acked == Some(true)) && repeats.iter().all(|c| c.ok());
@@ -465,5 +470,6 @@ mod tests {
     #[test]
     fn milliseconds_keep_one_decimal() {
         assert_eq!(ms(Duration::from_micros(50_349)), 50.3);
+        assert_eq!(tenths(-0.04).to_string(), "0");
     }
 }
