@@ -17,7 +17,7 @@ BINDIR   = $(PREFIX)/bin
 LIBDIR   = $(PREFIX)/lib
 MANDIR   = $(PREFIX)/share/man/man1
 # One page per command, generated from tfo's clap definitions.
-MANPAGES = tfo tfo-run tfo-doctor tfo-cookies tfo-stats tfo-failures tfo-forget
+MANPAGES = tfo tfo-run tfo-doctor tfo-cookies tfo-stats tfo-failures tfo-forget tfo-probe
 MAN_FILES = $(addprefix target/release/man/,$(addsuffix .1,$(MANPAGES)))
 
 .PHONY: all build packages demo test bench install uninstall deb clean

@@ -21,6 +21,11 @@ pub fn example(name: &str) -> PathBuf {
     artifact(root().join("target/examples").join(name))
 }
 
+/// The `tfo` command.
+pub fn tfo_command() -> PathBuf {
+    artifact(root().join("target/release/tfo"))
+}
+
 fn artifact(path: PathBuf) -> PathBuf {
     assert!(path.exists(), "{} is missing: run `make test` (it builds everything first)", path.display());
     path

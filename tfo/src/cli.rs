@@ -13,7 +13,7 @@ libtfo reads these variables once, when a program starts (`tfo run` sets the fir
   TFO_BACKEND       auto (the kernel's own TCP_FASTOPEN_CONNECT when it has one; default), kernel, emulate
   TFO_SERVER        1: listen() enables the kernel's TCP_FASTOPEN (TFO_SERVER_QLEN, TFO_SERVER_PORTS)
   TFO_LOG           quiet, warn (default), info, debug; TFO_LOG_FILE appends the lines to a file instead of stderr
-  TFO_STATS         directory (libtfo.<pid>.stats inside) or pattern with %p: counters written at exit and exec
+  TFO_STATS         directory (libtfo.<pid>.<program>.stats inside) or pattern with %p: counters written at exit and exec
   TFO_PORTS         destination ports that get Fast Open in auto mode, e.g. 80,443,8000-8999 (default all)
   TFO_INCLUDE       destination CIDRs that get Fast Open in auto mode (default all)
   TFO_EXCLUDE       destination CIDRs never given Fast Open (default 127.0.0.0/8,::1/128; none clears it)
@@ -45,9 +45,14 @@ pub enum Command {
     Stats(StatsArgs),
     Failures(FailuresArgs),
     Forget(ForgetArgs),
+    /// Tell whether Fast Open works to a server, and what breaks it on the path
+    ///
+    /// Exit status 0: it works; 1: it does not (with the reason and a fix);
+    /// 2: a usage or name-resolution error.
+    Probe(crate::probe::Args),
     /// Internal: what `tfo doctor` runs under the preload.
     #[command(hide = true)]
-    Probe(ProbeArgs),
+    Inside(InsideArgs),
     /// Internal: the live self-test, inside its private network namespace.
     #[command(hide = true, name = "selftest-netns")]
     SelftestNetns(SelftestArgs),
@@ -166,13 +171,13 @@ pub struct ForgetArgs {
 }
 
 #[derive(Args)]
-pub struct ProbeArgs {
+pub struct InsideArgs {
     #[command(subcommand)]
-    pub what: Probe,
+    pub what: Inside,
 }
 
 #[derive(Subcommand)]
-pub enum Probe {
+pub enum Inside {
     /// Print whether LIBRARY is mapped into this process.
     Maps { library: PathBuf },
     /// Connect COUNT times to an echo server; one JSON line per connection.

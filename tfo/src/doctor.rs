@@ -263,7 +263,7 @@ fn library(explicit: Option<&Path>) -> (Check, Option<PathBuf>) {
     let facts = |loaded: bool, loader: &str| json!({ "found": true, "path": path, "how": found.how, "loads": loaded, "loader": loader });
     let outcome = std::env::current_exe().and_then(|exe| {
         let mut cmd = Command::new(exe);
-        cmd.args(["probe", "maps"]).arg(&path);
+        cmd.args(["inside", "maps"]).arg(&path);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("TFO_") {
                 cmd.env_remove(key);

@@ -10,6 +10,7 @@ mod failures;
 mod format;
 mod kernel;
 mod library;
+mod inside;
 mod probe;
 mod run;
 mod selftest;
@@ -26,7 +27,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Stats(args) => stats::stats(args),
         Command::Failures(args) => failures::failures(args),
         Command::Forget(args) => failures::forget(args),
-        Command::Probe(args) => probe::probe(args.what),
+        Command::Probe(args) => probe::run(args),
+        Command::Inside(args) => inside::inside(args.what),
         Command::SelftestNetns(args) => selftest::selftest_netns(&args.lib, args.only_enter),
     }
 }

@@ -10,7 +10,7 @@
 //! JSON.
 
 use crate::kernel;
-use crate::probe::{self, Connection};
+use crate::inside::{self, Connection};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
@@ -126,7 +126,7 @@ fn rounds(lib: &Path, port: u16) -> Vec<Round> {
                 ("TFO_LOG", OsStr::new("warn")),
             ];
             let before = kernel::tcp_ext_counter("TCPFastOpenActive");
-            let outcome = probe::run_client(&exe, address.into(), port, set_option, &env);
+            let outcome = inside::run_client(&exe, address.into(), port, set_option, &env);
             let after = kernel::tcp_ext_counter("TCPFastOpenActive");
             let fastopen_active = before.zip(after).map(|(b, a)| a.saturating_sub(b));
             let (connections, error) = match outcome {

@@ -1,8 +1,8 @@
-//! `tfo probe`: what `tfo doctor` runs with libtfo preloaded. It calls the
+//! `tfo inside` (hidden): what `tfo doctor` runs with libtfo preloaded. It calls the
 //! C library's socket functions (never raw system calls) so that libtfo's
 //! hooks see exactly what an ordinary client does.
 
-use crate::cli::Probe;
+use crate::cli::Inside;
 use crate::kernel::{TCPI_OPT_SYN_DATA, TCP_FASTOPEN_CONNECT};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -21,9 +21,9 @@ pub struct Connection {
     pub error: Option<String>,
 }
 
-pub fn probe(what: Probe) -> ExitCode {
+pub fn inside(what: Inside) -> ExitCode {
     match what {
-        Probe::Maps { library } => {
+        Inside::Maps { library } => {
             let loaded = is_mapped(&library);
             println!("{}", if loaded { "loaded" } else { "not loaded" });
             if loaded {
@@ -32,7 +32,7 @@ pub fn probe(what: Probe) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Probe::Client { address, port, count, set_option } => {
+        Inside::Client { address, port, count, set_option } => {
             for i in 0..count {
                 let outcome = connect_once(SocketAddr::new(address, port), set_option, i)
                     .unwrap_or_else(|e| Connection { error: Some(e.to_string()), ..Connection::default() });
@@ -147,7 +147,7 @@ pub fn run_client(
     env: &[(&str, &std::ffi::OsStr)],
 ) -> io::Result<Vec<Connection>> {
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["probe", "client", &address.to_string(), &port.to_string()]);
+    cmd.args(["inside", "client", &address.to_string(), &port.to_string()]);
     if set_option {
         cmd.arg("--set-option");
     }
