@@ -301,3 +301,68 @@ for i in range(2):
     // Python's socket timeouts poll before they read: a wait for input.
     assert_eq!((get(python, "connections_deferred"), get(python, "kicks_wait"), get(python, "syn_data_sent")), (1, 1, 0), "{python}");
 }
+
+/// Paths that break Fast Open (the relay as a middlebox that drops, resets
+/// or strips SYNs carrying data): every reply still arrives, and a
+/// destination costs at most one slow connection, across processes — the
+/// failure memory (TFO_STATE_DIR) tells the next programs to connect
+/// plainly. A reset SYN is retried without data inside the call that saw
+/// it, for a non-blocking client (curl) and a blocking one alike.
+#[test]
+fn broken_paths_cost_at_most_one_slow_connection() {
+    for mode in ["drop", "reset", "strip"] {
+        let state = std::env::temp_dir().join(format!("tfo-state-{mode}-{}", std::process::id()));
+        let body = format!(
+            r#"{PRELUDE}
+serve http:8000 eof:7100
+export TFO_STATE_DIR={state}
+# the first connection asks for a cookie (its SYN has no data: it passes)
+$L curl -s -o /dev/null http://198.18.0.2:8000/cookie
+for i in 1 2 3 4 5; do
+	s=$(now_ms)
+	out=$($L curl -s -m 10 http://198.18.0.2:8000/n$i)
+	echo "ms curl $(($(now_ms) - s))"
+	[ "$out" = "hello from http /n$i" ] && echo "reply curl ok" || echo "reply curl bad: $out"
+done
+$R/target/release/tfo failures | sed 's/^/failures /'
+$R/target/release/tfo forget > /dev/null
+for i in 1 2 3; do
+	s=$(now_ms)
+	out=$($L $R/target/release/tfo-std-client 198.18.0.2:7100 "blocking $i")
+	echo "ms blocking $(($(now_ms) - s))"
+	[ "$out" = "got 10 bytes" ] && echo "reply blocking ok" || echo "reply blocking bad: $out"
+done
+
+"#,
+            state = state.display()
+        );
+        let netns = Netns { delay: Some(25), syn_data: Some(mode.into()), env: auto_env("auto"), ..Netns::default() };
+        let (out, ok) = script(&netns, &body);
+        std::fs::remove_dir_all(&state).ok();
+        eprintln!("--- {mode}\n{out}");
+        assert!(ok, "{mode}: {out}");
+        assert_eq!(out.matches("reply curl ok").count(), 5, "{mode}: every reply arrives\n{out}");
+        assert_eq!(out.matches("reply blocking ok").count(), 3, "{mode}: every reply arrives\n{out}");
+        let slow = |what: &str| values(&out, &format!("ms {what}")).iter().filter(|&&ms| ms > 600).count();
+        match mode {
+            // One SYN timeout (about 1 s), then plain connections.
+            "drop" => {
+                assert_eq!(slow("curl"), 1, "{mode}: one slow connection\n{out}");
+                assert!(out.contains("failures 198.18.0.2"), "{mode}: remembered\n{out}");
+            }
+            // A reset costs a round trip, never a failure; then plain.
+            "reset" => {
+                assert_eq!(slow("curl"), 0, "{out}");
+                assert!(out.contains("failures 198.18.0.2"), "{mode}: remembered\n{out}");
+            }
+            // Stripped data is sent again after the handshake: no cost, no memory.
+            _ => {
+                assert_eq!(slow("curl"), 0, "{out}");
+                assert!(!out.contains("failures 198.18.0.2"), "{out}");
+            }
+        }
+        // After `tfo forget` the blocking client tries Fast Open again: the
+        // drop costs it one more slow connection, a reset none.
+        assert!(slow("blocking") <= 1, "{mode}\n{out}");
+    }
+}

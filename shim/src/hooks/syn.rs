@@ -277,7 +277,14 @@ fn connect_plainly(fd: c_int, entry: &Entry, nonblocking: bool) -> SysResult<()>
     }
     let remote = entry.conn.endpoints().remote;
     // SAFETY: a valid address of its length.
-    let r = check(unsafe { real::connect(fd, remote.as_ptr(), remote.len()) });
+    let connect = || check(unsafe { real::connect(fd, remote.as_ptr(), remote.len()) });
+    // A socket whose failure no connect() has seen yet is still
+    // "connecting" to the kernel: the first connect() reports the failure
+    // (ECONNABORTED) and resets it, the second connects.
+    let r = match connect() {
+        Err(Errno(libc::ECONNABORTED)) => connect(),
+        r => r,
+    };
     match r {
         Err(Errno(libc::EINPROGRESS)) if !nonblocking => Err(Errno(libc::EINPROGRESS)),
         r => r.map(drop),
