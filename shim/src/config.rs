@@ -1,5 +1,5 @@
 //! Configuration from `TFO_*` environment variables, read once at load time
-//! (every name is here). A bad value earns one warning and the default; the
+//! (every name is in `read` below). A bad value earns one warning and the default; the
 //! warnings are returned to the caller, because this module depends on
 //! nothing else in the library. Under AT_SECURE (setuid, file capabilities)
 //! the environment is ignored.
@@ -8,19 +8,6 @@ use crate::policy::{PortSet, Policy, Ranges};
 use std::ffi::CString;
 use std::sync::OnceLock;
 
-pub const ENV_MODE: &str = "TFO_MODE";
-pub const ENV_BACKEND: &str = "TFO_BACKEND";
-pub const ENV_LOG: &str = "TFO_LOG";
-pub const ENV_LOG_FILE: &str = "TFO_LOG_FILE";
-pub const ENV_PORTS: &str = "TFO_PORTS";
-pub const ENV_INCLUDE: &str = "TFO_INCLUDE";
-pub const ENV_EXCLUDE: &str = "TFO_EXCLUDE";
-pub const ENV_SERVER: &str = "TFO_SERVER";
-pub const ENV_SERVER_QLEN: &str = "TFO_SERVER_QLEN";
-pub const ENV_SERVER_PORTS: &str = "TFO_SERVER_PORTS";
-pub const ENV_STATS: &str = "TFO_STATS";
-pub const ENV_STATE_DIR: &str = "TFO_STATE_DIR";
-pub const ENV_BACKOFF: &str = "TFO_BACKOFF";
 
 /// What libtfo does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,22 +119,22 @@ impl Env {
 }
 
 fn read(mut env: Env) -> (Config, Vec<String>) {
-    let state_dir = env.raw(ENV_STATE_DIR).filter(|d| !d.is_empty()).or_else(default_state_dir);
+    let state_dir = env.raw("TFO_STATE_DIR").filter(|d| !d.is_empty()).or_else(default_state_dir);
     let mut c = defaults(state_dir);
-    c.mode = env.setting(ENV_MODE, parse_mode, Mode::Auto, "auto, explicit or off", "auto");
-    c.backend = env.setting(ENV_BACKEND, parse_backend, Backend::Auto, "auto, kernel or emulate", "auto");
-    c.log = env.setting(ENV_LOG, parse_log, LogLevel::Warn, "quiet, warn, info or debug", "warn");
-    c.log_file = env.raw(ENV_LOG_FILE).filter(|f| !f.is_empty()).and_then(|f| CString::new(f).ok());
-    c.policy.ports = env.setting(ENV_PORTS, PortSet::parse, PortSet::all(), "all or ports like 80,443,8000-8999", "all");
-    c.policy.include = env.setting(ENV_INCLUDE, Ranges::parse, Ranges::All, "all or CIDRs like 10.0.0.0/8,2001:db8::/32", "all");
+    c.mode = env.setting("TFO_MODE", parse_mode, Mode::Auto, "auto, explicit or off", "auto");
+    c.backend = env.setting("TFO_BACKEND", parse_backend, Backend::Auto, "auto, kernel or emulate", "auto");
+    c.log = env.setting("TFO_LOG", parse_log, LogLevel::Warn, "quiet, warn, info or debug", "warn");
+    c.log_file = env.raw("TFO_LOG_FILE").filter(|f| !f.is_empty()).and_then(|f| CString::new(f).ok());
+    c.policy.ports = env.setting("TFO_PORTS", PortSet::parse, PortSet::all(), "all or ports like 80,443,8000-8999", "all");
+    c.policy.include = env.setting("TFO_INCLUDE", Ranges::parse, Ranges::All, "all or CIDRs like 10.0.0.0/8,2001:db8::/32", "all");
     c.policy.exclude =
-        env.setting(ENV_EXCLUDE, Ranges::parse, Ranges::loopback(), "none or CIDRs like 10.0.0.0/8", "127.0.0.0/8,::1/128");
-    let server = env.setting(ENV_SERVER, parse_bool, false, "0 or 1", "0");
-    let queue_length = env.setting(ENV_SERVER_QLEN, |v| v.parse::<i32>().ok().filter(|n| (1..=65535).contains(n)), 256, "1 to 65535", "256");
-    let server_ports = env.setting(ENV_SERVER_PORTS, PortSet::parse, PortSet::all(), "all or ports like 80,443", "all");
+        env.setting("TFO_EXCLUDE", Ranges::parse, Ranges::loopback(), "none or CIDRs like 10.0.0.0/8", "127.0.0.0/8,::1/128");
+    let server = env.setting("TFO_SERVER", parse_bool, false, "0 or 1", "0");
+    let queue_length = env.setting("TFO_SERVER_QLEN", |v| v.parse::<i32>().ok().filter(|n| (1..=65535).contains(n)), 256, "1 to 65535", "256");
+    let server_ports = env.setting("TFO_SERVER_PORTS", PortSet::parse, PortSet::all(), "all or ports like 80,443", "all");
     c.server = server.then_some(Server { queue_length, ports: server_ports });
-    c.stats = env.raw(ENV_STATS).filter(|s| !s.is_empty());
-    c.backoff_secs = env.setting(ENV_BACKOFF, |v| v.parse::<u64>().ok().filter(|n| *n >= 1), 600, "a number of seconds", "600");
+    c.stats = env.raw("TFO_STATS").filter(|s| !s.is_empty());
+    c.backoff_secs = env.setting("TFO_BACKOFF", |v| v.parse::<u64>().ok().filter(|n| *n >= 1), 600, "a number of seconds", "600");
     (c, env.warnings)
 }
 
@@ -206,18 +193,15 @@ fn secure_mode() -> bool {
 mod tests {
     use super::*;
 
+    /// Reads a configuration with `vars` set (one test at a time: the
+    /// environment is the process's).
     fn with(vars: &[(&str, &str)]) -> (Config, Vec<String>) {
-        // The environment is process-wide: read it through a fake instead.
-        struct Fake<'a>(&'a [(&'a str, &'a str)]);
-        let fake = Fake(vars);
-        let env = Env { secure: false, warnings: Vec::new() };
-        // Substitute the variables for the duration of the read.
         let _guard = ENV_LOCK.lock().unwrap();
-        for (k, v) in fake.0 {
+        for (k, v) in vars {
             std::env::set_var(k, v);
         }
-        let result = read(env);
-        for (k, _) in fake.0 {
+        let result = read(Env { secure: false, warnings: Vec::new() });
+        for (k, _) in vars {
             std::env::remove_var(k);
         }
         result

@@ -119,7 +119,12 @@ fn read(dir: &str, ip: IpAddr) -> Option<Record> {
     // SAFETY: a NUL-terminated path; O_NOFOLLOW refuses a symlink.
     let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK) } as libc::c_int;
     if fd < 0 {
-        return None; // the common case: no record (or no directory)
+        // A symlink in its place (O_NOFOLLOW: ELOOP) is hostile; no file or
+        // no directory is the common case: no record.
+        if crate::errno::get() == libc::ELOOP {
+            warn_once(format_args!("{ip} is a symbolic link"));
+        }
+        return None;
     }
     let mut buf = [0u8; 128];
     // SAFETY: an all-zero stat is valid; fstat fills it.

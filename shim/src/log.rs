@@ -88,8 +88,13 @@ pub(crate) use {debug, info, warning};
 /// A missing libc symbol means calls to it fail with ENOSYS (said once per
 /// symbol, by `real.rs`).
 pub fn warn_missing_symbol(name: &str) {
+    #[cfg(test)]
+    MISSING_SYMBOL_WARNINGS.fetch_add(1, Ordering::Relaxed);
     warning!("libc has no {}; calls to it fail with ENOSYS", name.trim_end_matches('\0'));
 }
+
+#[cfg(test)]
+pub static MISSING_SYMBOL_WARNINGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 static PANIC_REPORTED: AtomicBool = AtomicBool::new(false);
 

@@ -112,3 +112,24 @@ real_functions! {
     fn posix_spawnp(pid: *mut pid_t, file: *const c_char, actions: *const c_void, attr: *const c_void, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int;
     fn system(command: *const c_char) -> c_int;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    real_functions! {
+        fn tfo_no_such_symbol_in_libc(fd: c_int) -> c_int;
+    }
+
+    #[test]
+    fn a_missing_symbol_fails_with_enosys_and_is_reported_once() {
+        let before = crate::log::MISSING_SYMBOL_WARNINGS.load(Ordering::Relaxed);
+        for _ in 0..3 {
+            crate::errno::set(0);
+            // SAFETY: the stand-in fails without touching memory.
+            assert_eq!(unsafe { tfo_no_such_symbol_in_libc(3) }, -1);
+            assert_eq!(crate::errno::get(), libc::ENOSYS);
+        }
+        assert_eq!(crate::log::MISSING_SYMBOL_WARNINGS.load(Ordering::Relaxed), before + 1);
+    }
+}

@@ -72,6 +72,7 @@ asyncio.run(main())'
 # (input ready before the program starts: nc polls its input and the socket
 # together, and a poll that finds nothing ready starts the connection)
 check nc "request from nc" bash -c "$L nc -N 198.18.0.2 7000 <<< 'request from nc'"
+check nc-empty "got 0 bytes" bash -c "$L nc -N 198.18.0.2 7100 < /dev/null"
 check socat "request from socat" bash -c "$L socat - TCP:198.18.0.2:7000 <<< 'request from socat'"
 check openssl "HTTP/1.0 200 ok" bash -c "printf 'GET / HTTP/1.0\r\n\r\n' | $L openssl s_client -connect 198.18.0.2:4433 -quiet 2>/dev/null | head -n 1"
 check rust "got 14 bytes" $L $R/target/release/tfo-std-client 198.18.0.2:7100 "from rust std!"
@@ -97,9 +98,14 @@ echo "passive $(($(peer_counter TcpExtTCPFastOpenPassive) - passive_before))"
         let expected = if i == 0 { 2 } else { 3 };
         assert_eq!(syn, [expected], "{program}: connections that carried data in the SYN\n{out}");
     }
+    // An empty request (nc -N with nothing on stdin): shutdown() starts the
+    // connection, which carries no data; the server's reply still arrives.
+    assert_eq!(values(&out, "replies nc-empty"), [3], "{out}");
+    assert_eq!(values(&out, "syn nc-empty"), [0], "{out}");
     assert!(out.contains("echoed 320 of 320\n"), "{out}");
     assert_eq!(values(&out, "syn threads"), [320], "{out}");
-    assert_eq!(values(&out, "passive"), [2 + 3 * 9 + 320], "{out}");
+    // The server counts nc-empty's data-less SYNs too: they carried the cookie.
+    assert_eq!(values(&out, "passive"), [2 + 3 * 10 + 320], "{out}");
 }
 
 /// Programs whose server speaks first (an SSH-style banner, an SMTP
@@ -211,6 +217,9 @@ echo "fastopen explicit-asks $(($(counter) - before))"
 # off: nothing of libtfo reaches the kernel
 env LD_PRELOAD=$TFO_LIB TFO_MODE=off TFO_EXCLUDE=none strace -f -qq -e trace=setsockopt $client 127.0.0.1:7000 quiet 2>&1 | grep -c 'TCP_FASTOPEN_CONNECT' | sed 's/^/setsockopt-off /'
 env LD_PRELOAD=$TFO_LIB TFO_EXCLUDE=none strace -f -qq -e trace=setsockopt $client 127.0.0.1:7000 quiet 2>&1 | grep -c 'TCP_FASTOPEN_CONNECT' | sed 's/^/setsockopt-auto /'
+# a malformed value: one warning naming it, the default used, the same reply
+out=$(env LD_PRELOAD=$TFO_LIB TFO_EXCLUDE=none TFO_PORTS=http $client 127.0.0.1:7000 "bad ports" 2>&1)
+echo "malformed [$out]"
 # the client bit off: a plain connection, not a word on stderr
 echo 2 > /proc/sys/net/ipv4/tcp_fastopen
 out=$(env LD_PRELOAD=$TFO_LIB TFO_EXCLUDE=none $client 127.0.0.1:7000 "no client bit" 2>&1)
@@ -236,6 +245,8 @@ echo "client-bit-off [$out]"
     assert_eq!(values(&out, "setsockopt-off"), [0], "{out}");
     assert_eq!(values(&out, "setsockopt-auto"), [1], "the control: strace does see it in auto mode\n{out}");
     assert!(out.contains("client-bit-off [no client bit]\n"), "{out}");
+    let malformed = out.split_once("malformed [").unwrap().1.split_once("]\n").unwrap().0;
+    assert!(malformed.ends_with(": warning: ignoring TFO_PORTS=\"http\" (expected all or ports like 80,443,8000-8999); using all\nbad ports"), "{malformed}");
 }
 
 /// TFO_SERVER=1: a server that never set TCP_FASTOPEN (Python's
@@ -365,4 +376,41 @@ done
         // drop costs it one more slow connection, a reset none.
         assert!(slow("blocking") <= 1, "{mode}\n{out}");
     }
+}
+
+/// The failure memory is the user's own: a damaged record, a symlink in a
+/// record's place or a directory others can write is ignored with one
+/// warning, and Fast Open goes on.
+#[test]
+fn a_damaged_or_hostile_failure_memory_is_ignored_with_one_warning() {
+    let body = r#"
+set -u
+client=$TFO_ROOT/target/release/tfo-std-client
+counter() { nstat -asz TcpExtTCPFastOpenActive 2>/dev/null | awk '$1 == "TcpExtTCPFastOpenActive" {print $2}'; }
+export LD_PRELOAD=$TFO_LIB TFO_EXCLUDE=none
+for case in damaged symlink foreign open-directory; do
+	dir=$(mktemp -d); chmod 700 $dir
+	case $case in
+	damaged) printf 'libtfo-failure v1 3 99999999999 dropped and more' > $dir/127.0.0.1 ;;
+	symlink) echo "libtfo-failure v1 1 99999999999 dropped" > $dir/elsewhere; ln -s $dir/elsewhere $dir/127.0.0.1 ;;
+	foreign) echo "libtfo-failure v1 1 99999999999 dropped" > $dir/127.0.0.1; chown 65534 $dir/127.0.0.1 ;;
+	open-directory) chmod 777 $dir ;;
+	esac
+	before=$(counter)
+	TFO_STATE_DIR=$dir $client 127.0.0.1:7000 "$case one" 2> /tmp/err-$$ > /dev/null
+	TFO_STATE_DIR=$dir $client 127.0.0.1:7000 "$case two" 2>> /tmp/err-$$ > /dev/null
+	echo "fastopen $case $(($(counter) - before))"
+	echo "warnings $case $(grep -c 'failure memory' /tmp/err-$$)"
+	rm -rf $dir
+done
+"#;
+    let (out, ok) = script(&Netns::primed(), body);
+    assert!(ok, "{out}");
+    for case in ["damaged", "symlink", "foreign"] {
+        assert_eq!(values(&out, &format!("fastopen {case}")), [2], "{case}: Fast Open goes on\n{out}");
+        // One warning per process: two processes, two lines.
+        assert_eq!(values(&out, &format!("warnings {case}")), [2], "{case}\n{out}");
+    }
+    // An open directory is only refused when a failure must be written.
+    assert_eq!(values(&out, "fastopen open-directory"), [2], "{out}");
 }
