@@ -7,6 +7,7 @@
 //!  Armed       Connecting  connect(), explicit emulated socket, deferral possible
 //!  Connecting  Deferred    the destination is recorded; connect() returns 0
 //!  Connecting  Armed       a fork child found the transition half done
+//!  Confirming  Kernel      in a fork child (the parent acts on the outcome)
 //!  Armed       Kernel      connect() without deferral (cookie request, error)
 //!  Deferred    Sending     the first write, or a kick (read, wait, shutdown, exec)
 //!  Sending     Confirming  auto mode: the SYN left carrying data
@@ -388,12 +389,14 @@ impl Connection {
     /// In a fork child only the forking thread exists: a transition another
     /// thread owned would never finish. `syn_gone` says whether the kernel
     /// socket left CLOSE.
+    /// A SYN's outcome is the parent's to act on: two processes retrying one
+    /// reset would send the kept bytes twice.
     pub fn settle_after_fork(&self, syn_gone: bool) {
         match self.phase() {
             Phase::Connecting => self.enter(Phase::Armed),
             Phase::Sending if syn_gone => self.enter(Phase::Kernel),
             Phase::Sending => self.enter(Phase::Deferred),
-            Phase::Resolving => self.enter(Phase::Confirming),
+            Phase::Confirming | Phase::Resolving => self.resolved(),
             _ => {}
         }
     }
@@ -429,8 +432,9 @@ impl Connection {
         result
     }
 
-    /// Busy phases a fork child must settle.
+    /// Phases a fork child must settle: transitions another thread owned,
+    /// and outcomes the parent will act on.
     pub fn is_mid_transition(&self) -> bool {
-        self.phase().busy()
+        self.phase().busy() || self.phase() == Phase::Confirming
     }
 }

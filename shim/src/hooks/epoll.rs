@@ -185,6 +185,9 @@ fn record(
 ) {
     match (op, position) {
         (libc::EPOLL_CTL_ADD, _) => {
+            // The kernel took the ADD, so any record left for this number
+            // is of a file closed behind libtfo's back.
+            list.retain(|w| w.fd != fd);
             let mut watch = Watch { fd, generation, event: event(), held: false, reported: false };
             if let Some(entry) = entry {
                 add_watcher(entry, epfd);
