@@ -36,10 +36,10 @@ check() {
 }
 "#;
 
-fn matrix_netns() -> Netns {
+fn matrix_netns(backend: &str) -> Netns {
     // 0x403: client and server bits, and every listener takes Fast Open
     // (openssl s_server does not set TCP_FASTOPEN itself).
-    Netns { delay: Some(10), sysctl: Some(0x403), env: auto_env("auto"), ..Netns::default() }
+    Netns { delay: Some(10), sysctl: Some(0x403), env: auto_env(backend), ..Netns::default() }
 }
 
 /// The client-speaks-first matrix: curl, wget, python urllib and asyncio,
@@ -49,6 +49,17 @@ fn matrix_netns() -> Netns {
 /// carries the request.
 #[test]
 fn client_speaks_first_programs_get_fast_open_on_repeats() {
+    client_speaks_first("auto");
+}
+
+/// The same with the emulation (TFO_BACKEND=emulate), as on kernels
+/// without TCP_FASTOPEN_CONNECT.
+#[test]
+fn client_speaks_first_programs_with_the_emulation() {
+    client_speaks_first("emulate");
+}
+
+fn client_speaks_first(backend: &str) {
     let tls = std::env::temp_dir().join(format!("tfo-tls-{}", std::process::id()));
     std::fs::create_dir_all(&tls).unwrap();
     let body = format!(
@@ -86,7 +97,7 @@ echo "passive $(($(peer_counter TcpExtTCPFastOpenPassive) - passive_before))"
 "#,
         tls = tls.display()
     );
-    let (out, ok) = script(&matrix_netns(), &body);
+    let (out, ok) = script(&matrix_netns(backend), &body);
     std::fs::remove_dir_all(&tls).ok();
     eprintln!("{out}");
     assert!(ok, "{out}");
@@ -114,6 +125,15 @@ echo "passive $(($(peer_counter TcpExtTCPFastOpenPassive) - passive_before))"
 /// complete, never hang, and take the plain time (no added round trip).
 #[test]
 fn server_speaks_first_programs_keep_the_plain_timing() {
+    server_speaks_first("auto");
+}
+
+#[test]
+fn server_speaks_first_programs_with_the_emulation() {
+    server_speaks_first("emulate");
+}
+
+fn server_speaks_first(backend: &str) {
     let body = format!(
         r#"{PRELUDE}
 serve ssh:2222 smtp:2525
@@ -149,7 +169,7 @@ done
 "#
     );
     // RTT 60 ms: an added round trip would stand out.
-    let netns = Netns { delay: Some(30), env: auto_env("auto"), ..Netns::default() };
+    let netns = Netns { delay: Some(30), env: auto_env(backend), ..Netns::default() };
     let (out, ok) = script(&netns, &body);
     eprintln!("{out}");
     assert!(ok && !out.contains("failed "), "{out}");
@@ -321,8 +341,17 @@ for i in range(2):
 /// it, for a non-blocking client (curl) and a blocking one alike.
 #[test]
 fn broken_paths_cost_at_most_one_slow_connection() {
+    broken_paths("auto");
+}
+
+#[test]
+fn broken_paths_with_the_emulation() {
+    broken_paths("emulate");
+}
+
+fn broken_paths(backend: &str) {
     for mode in ["drop", "reset", "strip"] {
-        let state = std::env::temp_dir().join(format!("tfo-state-{mode}-{}", std::process::id()));
+        let state = std::env::temp_dir().join(format!("tfo-state-{backend}-{mode}-{}", std::process::id()));
         let body = format!(
             r#"{PRELUDE}
 serve http:8000 eof:7100
@@ -347,7 +376,7 @@ done
 "#,
             state = state.display()
         );
-        let netns = Netns { delay: Some(25), syn_data: Some(mode.into()), env: auto_env("auto"), ..Netns::default() };
+        let netns = Netns { delay: Some(25), syn_data: Some(mode.into()), env: auto_env(backend), ..Netns::default() };
         let (out, ok) = script(&netns, &body);
         std::fs::remove_dir_all(&state).ok();
         eprintln!("--- {mode}\n{out}");
