@@ -443,3 +443,33 @@ done
     // An open directory is only refused when a failure must be written.
     assert_eq!(values(&out, "fastopen open-directory"), [2], "{out}");
 }
+
+/// TFO_LOG / TFO_LOG_FILE: one line per event with the pid, fd and
+/// destination, appended to the file (nothing on stdout or stderr then);
+/// `info` leaves out the per-connection debug lines.
+#[test]
+fn log_lines_go_to_the_log_file() {
+    let body = r#"
+set -u
+client=$TFO_ROOT/target/release/tfo-std-client
+log=$(mktemp)
+out=$(env LD_PRELOAD=$TFO_LIB TFO_EXCLUDE=none TFO_LOG=debug TFO_LOG_FILE=$log $client 127.0.0.1:7000 logged 2>/tmp/stderr-$$)
+echo "stdout [$out]"
+echo "stderr [$(cat /tmp/stderr-$$)]"
+sed 's/^/file /' $log
+env LD_PRELOAD=$TFO_LIB TFO_EXCLUDE=none TFO_LOG=info TFO_LOG_FILE=$log $client 127.0.0.1:7000 quiet > /dev/null
+echo "lines $(wc -l < $log)"
+"#;
+    let (out, ok) = script(&Netns::primed(), body);
+    assert!(ok, "{out}");
+    assert!(out.contains("stdout [logged]\nstderr []\n"), "{out}");
+    let lines: Vec<_> = out.lines().filter_map(|l| l.strip_prefix("file ")).collect();
+    assert!(!lines.is_empty(), "{out}");
+    for line in &lines {
+        let (prefix, rest) = line.split_once("]: ").unwrap();
+        assert!(prefix.strip_prefix("libtfo[").unwrap().parse::<u32>().is_ok(), "{line}");
+        assert!(rest.starts_with("debug: fd ") && rest.contains("127.0.0.1:7000"), "{line}");
+    }
+    assert!(lines.iter().any(|l| l.ends_with("connect deferred (kernel)")), "{out}");
+    assert_eq!(values(&out, "lines"), [lines.len() as i64], "info adds no debug lines\n{out}");
+}
