@@ -246,14 +246,18 @@ fn explicit_connect(fd: c_int, entry: &Entry, dest: Option<SockAddr>, unspec: bo
         }
         return connect_again(fd, entry);
     }
-    if phase != crate::state::Phase::Armed {
-        if kernel::tcp_state(fd) != Some(kernel::TCP_CLOSE) || unspec {
-            return Real;
+    // The kernel socket is the truth: the program may have sent its own SYN
+    // (sendto with MSG_FASTOPEN) on an armed socket, and then the kernel
+    // answers (EALREADY, EISCONN).
+    if kernel::tcp_state(fd) != Some(kernel::TCP_CLOSE) || (unspec && phase != crate::state::Phase::Armed) {
+        if phase == crate::state::Phase::Armed {
+            conn.connected_without_deferral(false);
         }
-        // Back in CLOSE after an RST, timeout or disconnect: the kernel's
-        // flag survives tcp_disconnect(), so the next connect defers again.
-        conn.rearm();
+        return Real;
     }
+    // Back in CLOSE after an RST, timeout or disconnect: the kernel's flag
+    // survives tcp_disconnect(), so the next connect defers again.
+    conn.rearm();
     // Only a well-formed address of the socket's own family is ours; the
     // kernel answers the rest (EINVAL, EAFNOSUPPORT, AF_UNSPEC disconnect).
     let Some((dest, ip)) = dest.filter(|d| d.family() == conn.family()).and_then(|d| Some((d, d.ip()?))) else {

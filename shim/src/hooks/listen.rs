@@ -14,6 +14,10 @@ const TCP_FASTOPEN: c_int = 23;
 
 export! {
     fn listen(fd: c_int, backlog: c_int) -> c_int {
+        // A deferred socket is in SYN_SENT to the kernel: not a listener.
+        if super::unsent(fd).is_some_and(|entry| super::still_unsent(fd, entry)) {
+            return crate::export::Done(Err(crate::errno::Errno(libc::EINVAL)));
+        }
         let config = config::get();
         if let Some(server) = config.server.as_ref().filter(|_| config.mode != Mode::Off) {
             let port = kernel::local_address(fd).map_or(0, |a| a.port());
