@@ -235,10 +235,10 @@ pub fn after(nanos: i64) -> timespec {
     timespec { tv_sec: now.tv_sec.saturating_add(total / 1_000_000_000), tv_nsec: total % 1_000_000_000 }
 }
 
-/// FUTEX_WAIT_BITSET with an absolute CLOCK_MONOTONIC deadline; Ok when
+/// FUTEX_WAIT_BITSET with an absolute CLOCK_MONOTONIC deadline (or none); Ok when
 /// woken (or the word changed), else the errno (ETIMEDOUT, EINTR: a signal
 /// without SA_RESTART interrupts, as the blocking socket call would be).
-pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: &timespec) -> SysResult<()> {
+pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<&timespec>) -> SysResult<()> {
     // SAFETY: `word` is a live u32 for the duration of the call.
     let r = unsafe {
         libc::syscall(
@@ -246,7 +246,7 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: &timespec) -> SysRe
             word.as_ptr(),
             libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG,
             expected,
-            deadline as *const timespec,
+            deadline.map_or(std::ptr::null(), |d| d as *const timespec),
             std::ptr::null::<u32>(),
             libc::FUTEX_BITSET_MATCH_ANY,
         )

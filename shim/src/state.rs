@@ -133,6 +133,9 @@ pub struct Connection {
     pending_error: AtomicI32,
     /// The SYN's data kept for a retry after a reset (auto mode, non-blocking).
     pub retained: crate::retain::Retained,
+    /// FORKS when the connect() was deferred: a fork since then may share
+    /// the socket with another process.
+    forks_at_defer: AtomicU32,
     /// When the auto-mode connect() was deferred (CLOCK_MONOTONIC, ms).
     deferred_at_ms: std::sync::atomic::AtomicU64,
     /// epoll instances (fd + 1) holding this socket's registrations.
@@ -158,10 +161,19 @@ impl Default for Connection {
             pending_error: AtomicI32::new(0),
             retained: Default::default(),
             deferred_at_ms: Default::default(),
+            forks_at_defer: AtomicU32::new(0),
             watchers: Default::default(),
             endpoints: UnsafeCell::new(Endpoints { remote: SockAddr::empty(), local: SockAddr::empty() }),
         }
     }
+}
+
+/// How many times this process forked (parent and child both count).
+static FORKS: AtomicU32 = AtomicU32::new(0);
+
+/// Called after every fork, in both processes.
+pub fn note_fork() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
 }
 
 /// How a wait for another thread's transition ended.
@@ -298,6 +310,7 @@ impl Connection {
 
     /// The deferral is recorded: connect() returns 0.
     pub fn deferred(&self, endpoints: Endpoints) {
+        self.forks_at_defer.store(FORKS.load(Ordering::Relaxed), Ordering::Relaxed);
         // SAFETY: we own the Connecting phase, so nobody reads the cell.
         unsafe { *self.endpoints.get() = endpoints };
         self.enter(Phase::Deferred);
@@ -309,6 +322,7 @@ impl Connection {
         self.engine.store(engine as u8, Ordering::Relaxed);
         self.set_family(family);
         self.deferred_at_ms.store(kernel::monotonic_ms(), Ordering::Relaxed);
+        self.forks_at_defer.store(FORKS.load(Ordering::Relaxed), Ordering::Relaxed);
         // SAFETY: the entry is not yet published in the fd table.
         unsafe { *self.endpoints.get() = endpoints };
         self.enter(Phase::Deferred);
@@ -402,9 +416,9 @@ impl Connection {
     }
 
     /// Sleeps while the phase satisfies `waiting`, until `deadline`
-    /// (CLOCK_MONOTONIC) if one is given. Every 100 ms `unchanged()` is asked
-    /// too: after fork() another process may send the SYN of a shared socket
-    /// without this process's phase word ever changing.
+    /// (CLOCK_MONOTONIC) if one is given. After a fork, every 100 ms
+    /// `unchanged()` is asked too: another process may send the SYN of a
+    /// shared socket without this process's phase word ever changing.
     pub fn wait_while(&self, waiting: impl Fn(Phase) -> bool, deadline: Option<timespec>, unchanged: impl Fn() -> bool) -> Wait {
         self.waiters.fetch_add(1, Ordering::AcqRel);
         let result = loop {
@@ -412,14 +426,23 @@ impl Connection {
             if !waiting(Phase::from_u32(current)) {
                 break Wait::Changed;
             }
-            let slice = kernel::after(100_000_000);
-            let until = match deadline {
-                Some(d) if (d.tv_sec, d.tv_nsec) < (slice.tv_sec, slice.tv_nsec) => d,
-                _ => slice,
+            // Only a socket shared with another process (a fork since it was
+            // deferred) needs looking at now and then; otherwise one futex
+            // wait, which a signal interrupts exactly as it would the
+            // blocking socket call (EINTR, or a restart with SA_RESTART).
+            let shared = FORKS.load(Ordering::Relaxed) != self.forks_at_defer.load(Ordering::Relaxed);
+            let until = if shared {
+                let slice = kernel::after(100_000_000);
+                Some(match deadline {
+                    Some(d) if (d.tv_sec, d.tv_nsec) < (slice.tv_sec, slice.tv_nsec) => d,
+                    _ => slice,
+                })
+            } else {
+                deadline
             };
-            match kernel::futex_wait(&self.phase, current, &until) {
+            match kernel::futex_wait(&self.phase, current, until.as_ref()) {
                 Ok(()) => continue,
-                Err(Errno(libc::ETIMEDOUT)) if deadline.is_some_and(|d| (d.tv_sec, d.tv_nsec) <= (until.tv_sec, until.tv_nsec)) => {
+                Err(Errno(libc::ETIMEDOUT)) if deadline.is_some_and(|d| until.is_some_and(|u| (d.tv_sec, d.tv_nsec) <= (u.tv_sec, u.tv_nsec))) => {
                     break Wait::TimedOut
                 }
                 Err(Errno(libc::ETIMEDOUT)) if unchanged() => continue,

@@ -129,6 +129,7 @@ extern "C" fn prepare_fork() {
 
 extern "C" fn parent_after_fork() {
     let saved = crate::errno::get();
+    crate::state::note_fork();
     super::epoll::after_fork_in_parent();
     crate::errno::set(saved);
 }
@@ -137,6 +138,7 @@ extern "C" fn parent_after_fork() {
 /// owned would never finish. Settle each from the kernel socket's state.
 extern "C" fn child_after_fork() {
     let saved = crate::errno::get();
+    crate::state::note_fork();
     super::epoll::after_fork_in_child();
     for fd in 0..=fdtable::highest() {
         let Some(entry) = fdtable::lookup(fd).filter(|e| e.conn.is_mid_transition()) else { continue };
