@@ -21,8 +21,18 @@ use crate::stats::Counter;
 use crate::kernel;
 use libc::{c_int, c_void, iovec, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t, timespec};
 
-fn before_read(fd: c_int, entry: &Entry, flags: c_int) -> Answer<ssize_t> {
+/// Reads the kernel answers the same on a deferred socket and on the
+/// unconnected one under an emulated socket: MSG_ERRQUEUE (never waits),
+/// MSG_OOB (EINVAL: no urgent data) and zero-length reads (0 at once).
+fn answered_by_the_kernel(flags: c_int, len: usize) -> bool {
+    flags & (libc::MSG_ERRQUEUE | libc::MSG_OOB) != 0 || len == 0
+}
+
+fn before_read(fd: c_int, entry: &Entry, flags: c_int, len: usize) -> Answer<ssize_t> {
     let conn = &entry.conn;
+    if !conn.is_auto() && answered_by_the_kernel(flags, len) {
+        return Real;
+    }
     if conn.is_auto() {
         if auto_unsent(entry) {
             syn::kick(fd, entry, Counter::KicksRead);
@@ -51,32 +61,52 @@ fn before_read(fd: c_int, entry: &Entry, flags: c_int) -> Answer<ssize_t> {
     }
 }
 
+/// Total length of an iovec array (`usize::MAX` when it cannot be read:
+/// the kernel then answers).
+fn iov_len(iov: *const iovec, count: c_int) -> usize {
+    if iov.is_null() || count <= 0 {
+        return if count == 0 { 0 } else { usize::MAX };
+    }
+    // SAFETY: the caller's array of `count` iovecs (readv/recvmsg contract).
+    unsafe { std::slice::from_raw_parts(iov, count as usize) }.iter().fold(0usize, |a, v| a.saturating_add(v.iov_len))
+}
+
+fn msg_len(msg: *const msghdr) -> usize {
+    if msg.is_null() {
+        return usize::MAX;
+    }
+    // SAFETY: recvmsg's contract: a non-null msghdr.
+    let msg = unsafe { &*msg };
+    iov_len(msg.msg_iov, msg.msg_iovlen as c_int)
+}
+
 macro_rules! read_hooks {
-    ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr; )*) => {
+    ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr, len = $len:expr; )*) => {
         export_fd! {$(
             fn $name($fd: c_int $(, $arg: $ty)*) -> ssize_t,
             if let Some(entry) = attention($fd) => {
-                before_read($fd, entry, $flags)
+                before_read($fd, entry, $flags, $len)
             }
         )*}
     };
 }
 
 read_hooks! {
-    fn read(fd, buf: *mut c_void, len: size_t) flags = 0;
-    fn recv(fd, buf: *mut c_void, len: size_t, flags: c_int) flags = flags;
-    fn recvfrom(fd, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags;
-    fn recvmsg(fd, msg: *mut msghdr, flags: c_int) flags = flags;
-    fn readv(fd, iov: *const iovec, count: c_int) flags = 0;
-    fn __read_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t) flags = 0;
-    fn __recv_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) flags = flags;
-    fn __recvfrom_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags;
+    fn read(fd, buf: *mut c_void, len: size_t) flags = 0, len = len;
+    fn recv(fd, buf: *mut c_void, len: size_t, flags: c_int) flags = flags, len = len;
+    fn recvfrom(fd, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len;
+    fn recvmsg(fd, msg: *mut msghdr, flags: c_int) flags = flags, len = msg_len(msg);
+    fn readv(fd, iov: *const iovec, count: c_int) flags = 0, len = iov_len(iov, count);
+    fn __read_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t) flags = 0, len = len;
+    fn __recv_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) flags = flags, len = len;
+    fn __recvfrom_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len;
 }
 
 export_fd! {
     fn recvmmsg(fd: c_int, msgs: *mut mmsghdr, count: libc::c_uint, flags: c_int, timeout: *mut timespec) -> c_int,
     if let Some(entry) = attention(fd) => {
-        match before_read(fd, entry, flags) {
+        let len = if msgs.is_null() || count == 0 { usize::MAX } else { msg_len(msgs.cast_const().cast()) };
+        match before_read(fd, entry, flags, len) {
             Real => Real,
             Done(r) => Done(r.map(|n| n as c_int)),
         }

@@ -35,8 +35,24 @@ fn real_set(fd: c_int, value: *const c_void, len: socklen_t) -> SysResult<c_int>
     crate::errno::check(unsafe { crate::real::setsockopt(fd, libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, value, len) })
 }
 
+/// TCP options the kernel refuses (EINVAL) unless the socket is in CLOSE
+/// or LISTEN: a deferred socket is in SYN_SENT to the kernel.
+fn state_checked(level: c_int, name: c_int) -> bool {
+    level == libc::IPPROTO_TCP && matches!(name, libc::TCP_FASTOPEN | kernel::TCP_FASTOPEN_NO_COOKIE)
+}
+
 export! {
     fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, len: socklen_t) -> c_int {
+        if state_checked(level, name) && super::unsent(fd).is_some_and(|e| e.conn.engine() == Engine::Emulated && super::still_unsent(fd, e)) {
+            // The kernel checks the length and reads the value first.
+            if (len as c_int) < std::mem::size_of::<c_int>() as c_int {
+                return Done(Err(Errno(libc::EINVAL)));
+            }
+            if value.is_null() {
+                return Done(Err(Errno(libc::EFAULT)));
+            }
+            return Done(Err(Errno(libc::EINVAL)));
+        }
         if !is_fastopen_connect(level, name) || config::get().mode == Mode::Off {
             return Real;
         }
@@ -102,13 +118,16 @@ unsafe fn tcp_info(fd: c_int, entry: &Entry, value: *mut c_void, len: *mut sockl
     // SAFETY: the caller's arguments.
     let result = crate::errno::check(unsafe { crate::real::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, value, len) });
     // SAFETY: `len` was accepted by the kernel, so it is readable.
-    let long_enough = result.is_ok() && !value.is_null() && unsafe { *len } >= 8;
-    if long_enough && entry.conn.engine() == Engine::Emulated && entry.conn.is_unsent() && super::still_unsent(fd, entry) {
+    let written = if result.is_ok() && !value.is_null() { (unsafe { *len }) as usize } else { 0 };
+    if written >= 1 && entry.conn.engine() == Engine::Emulated && entry.conn.is_unsent() && super::still_unsent(fd, entry) {
         let info = value.cast::<u8>();
-        // SAFETY: the kernel wrote at least 8 bytes there.
+        // SAFETY: the kernel wrote `written` bytes there (min of the
+        // caller's length and the structure's).
         unsafe {
             *info = TCP_SYN_SENT; // tcpi_state
-            *info.add(5) = 0; // tcpi_options
+            if written > 5 {
+                *info.add(5) = 0; // tcpi_options
+            }
         }
     }
     Done(result)
