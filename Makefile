@@ -8,7 +8,7 @@ EXAMPLE_BINS = $(addprefix target/examples/,$(EXAMPLES))
 BENCHES  = fastpath fastpath_count connect_bench
 BENCH_BINS = $(addprefix target/examples/,$(BENCHES))
 
-.PHONY: all build demo test bench clean
+.PHONY: all build demo test fuzz bench clean
 
 all: build
 
@@ -28,6 +28,13 @@ demo: build
 
 test: build
 	cargo test --release --workspace
+
+# The differential fuzzer: N random call sequences from SEED, natively and
+# under libtfo; each kind of divergence is shrunk to a scenario line.
+N    ?= 1000
+SEED ?= 1
+fuzz: build
+	target/release/tfo-fuzz --count $(N) --seed $(SEED)
 
 bench: build
 	bench/run

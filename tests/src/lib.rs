@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod fuzz;
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -128,33 +130,52 @@ pub struct Scenario {
 
 /// The scenarios of tests/scenarios.txt.
 pub fn scenarios() -> Vec<Scenario> {
-    let text = std::fs::read_to_string(root().join("tests/scenarios.txt")).unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|line| {
-            let fields: Vec<_> = line.split('|').map(str::trim).collect();
-            assert_eq!(fields.len(), 4, "bad scenario line: {line}");
-            let mut netns = Netns::default();
-            for option in fields[1].split(',').filter(|o| !o.is_empty()) {
-                match option.split_once('=') {
-                    None if option == "prime" => netns.prime = true,
-                    None if option == "capture" => netns.capture = true,
-                    None if option == "blackhole" => netns.blackhole = true,
-                    Some(("sysctl", v)) => netns.sysctl = Some(v.parse().unwrap()),
-                    _ => panic!("unknown option {option} in: {line}"),
-                }
-            }
-            Scenario {
-                name: fields[0].to_string(),
-                netns,
-                address: fields[2].to_string(),
-                steps: fields[3].split_whitespace().map(String::from).collect(),
-            }
-        })
-        .collect()
+    scenarios_in(&root().join("tests/scenarios.txt"))
+}
+
+/// The scenario lines of a file in the format of tests/scenarios.txt.
+pub fn scenarios_in(path: &Path) -> Vec<Scenario> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).map(Scenario::parse).collect()
 }
 
 impl Scenario {
+    /// Parses `name | options | address | steps`.
+    pub fn parse(line: &str) -> Scenario {
+        let fields: Vec<_> = line.split('|').map(str::trim).collect();
+        assert_eq!(fields.len(), 4, "bad scenario line: {line}");
+        let mut netns = Netns::default();
+        for option in fields[1].split(',').filter(|o| !o.is_empty()) {
+            match option.split_once('=') {
+                None if option == "prime" => netns.prime = true,
+                None if option == "capture" => netns.capture = true,
+                None if option == "blackhole" => netns.blackhole = true,
+                Some(("sysctl", v)) => netns.sysctl = Some(v.parse().unwrap()),
+                _ => panic!("unknown option {option} in: {line}"),
+            }
+        }
+        Scenario {
+            name: fields[0].to_string(),
+            netns,
+            address: fields[2].to_string(),
+            steps: fields[3].split_whitespace().map(String::from).collect(),
+        }
+    }
+
+    /// The scenario as a line of tests/scenarios.txt (the inverse of `parse`).
+    pub fn line(&self) -> String {
+        let mut options = Vec::new();
+        if let Some(v) = self.netns.sysctl {
+            options.push(format!("sysctl={v}"));
+        }
+        for (on, name) in [(self.netns.prime, "prime"), (self.netns.capture, "capture"), (self.netns.blackhole, "blackhole")] {
+            if on {
+                options.push(name.to_string());
+            }
+        }
+        format!("{} | {} | {} | {}", self.name, options.join(","), self.address, self.steps.join(" "))
+    }
+
     /// The trace of this scenario in `mode`.
     pub fn trace(&self, mode: Mode) -> String {
         let steps: Vec<&str> = self.steps.iter().map(String::as_str).collect();
