@@ -187,10 +187,12 @@ impl Gen {
     }
 
     fn connect_step(&mut self) -> Option<String> {
-        match self.weighted(&[(80, 0), (8, 1), (4, 2), (8, 3)]) {
+        match self.weighted(&[(76, 0), (8, 1), (4, 2), (4, 3), (8, 4)]) {
             0 => Some("connect".into()),
             1 => Some("connect_port=7001".into()),
             2 => Some(format!("connecta={}", self.pick(ADDRESS_KINDS))),
+            // The program's own SYN (the classic API) on an armed socket.
+            3 => Some(format!("sendfo={}", self.pick_i64(&[0, 5, 100000]))),
             _ => None,
         }
     }
