@@ -97,14 +97,32 @@ impl Netns {
 
     /// The trace printed by `tfo_trace ADDRESS 7000 STEPS...`.
     pub fn trace(&self, mode: Mode, address: &str, steps: &[&str]) -> String {
-        let trace = example("tfo_trace");
-        let mut command = vec![trace.to_str().unwrap(), address, "7000"];
-        command.extend_from_slice(steps);
-        let out = self.run(mode, &command);
+        let out = self.run_trace(mode, address, steps);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{mode:?} run failed ({}):\n{stdout}\n{stderr}", out.status);
         stdout
+    }
+
+    /// Runs `tfo_trace ADDRESS 7000 STEPS...`, and panics unless libtfo was
+    /// mapped into it exactly when `mode` preloads it: a comparison
+    /// without the library loaded would prove nothing.
+    pub fn run_trace(&self, mode: Mode, address: &str, steps: &[&str]) -> Output {
+        let trace = example("tfo_trace");
+        let mut command = vec![trace.to_str().unwrap(), address, "7000"];
+        command.extend_from_slice(steps);
+        let mut netns = self.clone();
+        netns.env.push(("TFO_TRACE_SHOW_PRELOAD".into(), "1".into()));
+        let out = netns.run(mode, &command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = if mode == Mode::Native { "tfo_trace: libtfo not mapped" } else { "tfo_trace: libtfo mapped" };
+        assert!(
+            stderr.lines().any(|l| l == expected),
+            "{mode:?} run of tfo_trace {address} {} did not say \"{expected}\" ({}):\n{stderr}",
+            steps.join(" "),
+            out.status
+        );
+        out
     }
 }
 
