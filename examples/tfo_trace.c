@@ -67,6 +67,8 @@
  *   recvmmsg=N        two messages of N bytes, MSG_DONTWAIT
  *   sendf=FLAGS:N     send   sendmsg_noiov: an empty iovec array
  *   writev_none       writev with no iovec   sendmmsg_n=VLEN:N
+ *   pwritev2=N preadv2=N   with offset -1 (the socket's own position)
+ *   sendfile64=N      sendfile64 from a scratch file (what -D_FILE_OFFSET_BITS=64 calls)
  *   connecta=KIND  sendtoa=KIND:N[:FLAGS]  sendmsga=KIND:N[:FLAGS]  bind=KIND
  *   ppoll=MS poll_chk=MS ppoll_chk=MS pselect=MS epoll_pwait=MS
  *   accept accept4    (accept4 with SOCK_NONBLOCK; a new fd is closed at once)
@@ -569,7 +571,12 @@ static int run_fuzz_step(const char *name, const char *arg, long *ret, char *ext
 				  : !strcmp(arg, "outqnsd") ? SIOCOUTQNSD : SIOCATMARK;
 		r = ioctl(fd, req, &v);
 		int err = errno;
-		snprintf(extra, extra_len, "value=%d", v);
+		/* A CLOSE socket that was once connecting answers SIOCOUTQ with
+		 * write_seq - snd_una, which holds its random ISN: print only "big". */
+		if (v > -1000000 && v < 1000000)
+			snprintf(extra, extra_len, "value=%d", v);
+		else
+			snprintf(extra, extra_len, "value=big");
 		errno = err;
 	} else if (!strcmp(name, "getfl")) {
 		r = fcntl(fd, F_GETFL);
@@ -617,6 +624,24 @@ static int run_fuzz_step(const char *name, const char *arg, long *ret, char *ext
 		size_t n = nf > 1 ? (size_t)atol(f[1]) : 10;
 		errno = EDOM;
 		r = send(fd, payload, n, flags);
+	} else if (!strcmp(name, "pwritev2") || !strcmp(name, "preadv2")) {
+		/* Offset -1: the file position, which makes them work on sockets. */
+		size_t n = (size_t)atol(arg);
+		struct iovec io = { name[1] == 'w' ? payload : buf, n < sizeof(buf) ? n : sizeof(buf) };
+		r = name[1] == 'w' ? pwritev2(fd, &io, 1, -1, 0) : preadv2(fd, &io, 1, -1, 0);
+	} else if (!strcmp(name, "sendfile64")) {
+		char path[] = "/tmp/tfo_trace.XXXXXX";
+		size_t n = (size_t)atol(arg);
+		int f = mkstemp(path);
+		unlink(path);
+		if (write(f, payload, n) != (ssize_t)n)
+			exit(3);
+		off64_t offset = 0;
+		errno = EDOM;
+		r = sendfile64(fd, f, &offset, n);
+		int err = errno;
+		close(f);
+		errno = err;
 	} else if (!strcmp(name, "sendmsg_noiov")) {
 		struct msghdr m = { 0 };
 		r = sendmsg(fd, &m, 0);

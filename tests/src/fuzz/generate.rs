@@ -271,7 +271,7 @@ impl Gen {
 
     fn write_step(&mut self) -> String {
         let n = self.size();
-        match self.weighted(&[(12, 0), (4, 1), (3, 2), (3, 3), (3, 4), (3, 5), (4, 6), (4, 7), (5, 8), (5, 9), (5, 10), (2, 11), (2, 12), (2, 13), (2, 14), (2, 15), (2, 16)]) {
+        match self.weighted(&[(12, 0), (4, 1), (3, 2), (3, 3), (3, 4), (3, 5), (4, 6), (4, 7), (5, 8), (5, 9), (5, 10), (2, 11), (2, 12), (2, 13), (2, 14), (2, 15), (2, 16), (2, 17), (2, 18)]) {
             0 => format!("write={n}"),
             1 => format!("send={n}"),
             2 => format!("sendto={n}"),
@@ -288,7 +288,9 @@ impl Gen {
             13 => format!("sendmmsg={}", n.min(5000)),
             14 => format!("sendmmsg_n={}:{}", self.below(4), n.min(5000)),
             15 => format!("sendfile={}", n.min(100000)),
-            _ => format!("splice={}", n.min(60000)),
+            16 => format!("splice={}", n.min(60000)),
+            17 => format!("pwritev2={}", n.min(60000)),
+            _ => format!("sendfile64={}", n.min(100000)),
         }
     }
 
@@ -302,7 +304,7 @@ impl Gen {
 
     fn read_step(&mut self) -> String {
         let n = self.weighted(&[(15, 0), (15, 1), (30, 10), (40, 65536)]);
-        match self.weighted(&[(10, 0), (6, 1), (4, 2), (3, 3), (8, 4), (5, 5), (12, 6), (6, 7), (3, 8), (2, 9), (2, 10), (2, 11)]) {
+        match self.weighted(&[(10, 0), (6, 1), (4, 2), (3, 3), (8, 4), (5, 5), (12, 6), (6, 7), (3, 8), (2, 9), (2, 10), (2, 11), (2, 12)]) {
             0 => "read".into(),
             1 => format!("read={n}"),
             2 => "recv".into(),
@@ -314,6 +316,7 @@ impl Gen {
             8 => format!("recvmmsg={}:{n}", self.pick(RECV_FLAGS)),
             9 => "read_chk".into(),
             10 => "recv_chk".into(),
+            11 => format!("preadv2={n}"),
             _ => "recvfrom_chk".into(),
         }
     }
