@@ -39,6 +39,9 @@ struct Gen {
     rng: ChaCha8Rng,
 }
 
+/// Makes one step.
+type Step = fn(&mut Gen) -> String;
+
 /// Option names set= and get= know (tfo_trace.c's table), with values worth trying.
 const SETTABLE: &[(&str, &[i64])] = &[
     ("nodelay", &[0, 1, 2, -1]),
@@ -187,32 +190,39 @@ impl Gen {
     }
 
     fn connect_step(&mut self) -> Option<String> {
-        match self.weighted(&[(76, 0), (8, 1), (4, 2), (4, 3), (8, 4)]) {
-            0 => Some("connect".into()),
-            1 => Some("connect_port=7001".into()),
-            2 => Some(format!("connecta={}", self.pick(ADDRESS_KINDS))),
+        let step = self.one_of(&[
+            (76, |_| "connect".into()),
+            (8, |_| "connect_port=7001".into()),
+            (4, |g| format!("connecta={}", g.pick(ADDRESS_KINDS))),
             // The program's own SYN (the classic API) on an armed socket.
-            3 => Some(format!("sendfo={}", self.pick_i64(&[0, 5, 100000]))),
-            _ => None,
-        }
+            (4, |g| format!("sendfo={}", g.pick_i64(&[0, 5, 100000]))),
+            (8, |_| String::new()),
+        ]);
+        (!step.is_empty()).then_some(step)
+    }
+
+    /// Calls `f` of one of `choices`, picked with probability proportional to its weight.
+    fn one_of(&mut self, choices: &[(u64, Step)]) -> String {
+        let f = self.weighted(choices);
+        f(self)
     }
 
     /// Something done to the socket before the option or the connect.
     fn prelude_step(&mut self) -> String {
-        match self.weighted(&[(10, 0), (4, 1), (6, 2), (10, 3), (5, 4), (3, 5), (4, 6), (4, 7), (2, 8), (2, 9), (1, 10), (1, 11), (2, 12)]) {
-            0 => "nonblock".into(),
-            1 => "fionbio=1".into(),
-            2 => self.pick(&["rcvtimeo=150", "sndtimeo=150"]).into(),
-            3 => self.set_step(),
-            4 => self.pick(&["dup", "fdup"]).into(),
-            5 => "bind".into(),
-            6 => format!("bind={}", self.pick(ADDRESS_KINDS)),
-            7 => format!("epoll_add={}", self.epoll_flags()),
-            8 => self.pick(&["nocookie=1", "syncnt=1", "linger=1:0", "cong=reno", "bindtodev=lo"]).into(),
-            9 => self.get_step(),
-            10 | 11 => "listen".into(),
-            _ => self.pick(&["getsockname", "tcpinfo", "soerror", "getfl"]).into(),
-        }
+        self.one_of(&[
+            (10, |_| "nonblock".into()),
+            (4, |_| "fionbio=1".into()),
+            (6, |g| g.pick(&["rcvtimeo=150", "sndtimeo=150"]).into()),
+            (10, Gen::set_step),
+            (5, |g| g.pick(&["dup", "fdup"]).into()),
+            (3, |_| "bind".into()),
+            (4, |g| format!("bind={}", g.pick(ADDRESS_KINDS))),
+            (4, |g| format!("epoll_add={}", g.epoll_flags())),
+            (2, |g| g.pick(&["nocookie=1", "syncnt=1", "linger=1:0", "cong=reno", "bindtodev=lo"]).into()),
+            (2, Gen::get_step),
+            (2, |_| "listen".into()),
+            (2, |g| g.pick(&["getsockname", "tcpinfo", "soerror", "getfl"]).into()),
+        ])
     }
 
     fn set_step(&mut self) -> String {
@@ -242,56 +252,12 @@ impl Gen {
         self.weighted(&[(10, 0), (10, 1), (30, 5), (20, 100), (10, 1400), (6, 5000), (6, 40000), (8, 100000)])
     }
 
+    fn read_size(&mut self) -> i64 {
+        self.weighted(&[(15, 0), (15, 1), (30, 10), (40, 65536)])
+    }
+
     fn wait_ms(&mut self) -> i64 {
         self.weighted(&[(60, 0), (20, 50), (20, 300)])
-    }
-
-    /// One call (or a signal with the call it interrupts) on the connected socket.
-    fn body_step(&mut self) -> Vec<String> {
-        let step = match self.weighted(&[(22, "write"), (18, "read"), (14, "ready"), (18, "query"), (12, "connection"), (7, "fd"), (6, "timing"), (5, "signal")]) {
-            "write" => self.write_step(),
-            "read" => self.read_step(),
-            "ready" => self.readiness_step(),
-            "query" => self.query_step(),
-            "connection" => self.connection_step(),
-            "fd" => self.fd_step(),
-            "timing" => self.pick(&["sleep=50", "sleep=200", "rcvtimeo=150", "sndtimeo=150", "rcvtimeo=0", "nonblock", "block"]).into(),
-            _ => {
-                let alarm = self.pick(&["alarm=100", "alarm_restart=100"]).to_string();
-                let blocking = self.pick(&[
-                    "read", "recv", "readv", "read_chk", "recvf=waitall:100", "recvmsgf=none:100", "recvmmsg=none:10", "write=100000",
-                    "send=100000", "sendmsg=100000", "connect", "connect_port=7001", "poll=-1", "ppoll=5000", "poll_chk=-1",
-                    "epoll_wait=-1", "select=5000", "pselect=5000", "accept", "sendfile=100000",
-                ]);
-                return vec![alarm, blocking.to_string()];
-            }
-        };
-        vec![step]
-    }
-
-    fn write_step(&mut self) -> String {
-        let n = self.size();
-        match self.weighted(&[(12, 0), (4, 1), (3, 2), (3, 3), (3, 4), (3, 5), (4, 6), (4, 7), (5, 8), (5, 9), (5, 10), (2, 11), (2, 12), (2, 13), (2, 14), (2, 15), (2, 16), (2, 17), (2, 18)]) {
-            0 => format!("write={n}"),
-            1 => format!("send={n}"),
-            2 => format!("sendto={n}"),
-            3 => format!("sendmsg={n}"),
-            4 => format!("writev={n}"),
-            5 => format!("send_dontwait={n}"),
-            6 => format!("sendfo={n}"),
-            7 => "write0".into(),
-            8 => format!("sendf={}:{n}", self.pick(SEND_FLAGS)),
-            9 => format!("sendtoa={}:{n}{}", self.pick(ADDRESS_KINDS), self.flags_suffix()),
-            10 => format!("sendmsga={}:{n}{}", self.pick(ADDRESS_KINDS), self.flags_suffix()),
-            11 => "sendmsg_noiov".into(),
-            12 => "writev_none".into(),
-            13 => format!("sendmmsg={}", n.min(5000)),
-            14 => format!("sendmmsg_n={}:{}", self.below(4), n.min(5000)),
-            15 => format!("sendfile={}", n.min(100000)),
-            16 => format!("splice={}", n.min(60000)),
-            17 => format!("pwritev2={}", n.min(60000)),
-            _ => format!("sendfile64={}", n.min(100000)),
-        }
     }
 
     fn flags_suffix(&mut self) -> String {
@@ -302,95 +268,139 @@ impl Gen {
         }
     }
 
-    fn read_step(&mut self) -> String {
-        let n = self.weighted(&[(15, 0), (15, 1), (30, 10), (40, 65536)]);
-        match self.weighted(&[(10, 0), (6, 1), (4, 2), (3, 3), (8, 4), (5, 5), (12, 6), (6, 7), (3, 8), (2, 9), (2, 10), (2, 11), (2, 12)]) {
-            0 => "read".into(),
-            1 => format!("read={n}"),
-            2 => "recv".into(),
-            3 => "readv".into(),
-            4 => "recv_dontwait".into(),
-            5 => "recv_peek".into(),
-            6 => format!("recvf={}:{n}", self.pick(RECV_FLAGS)),
-            7 => format!("recvmsgf={}:{n}", self.pick(RECV_FLAGS)),
-            8 => format!("recvmmsg={}:{n}", self.pick(RECV_FLAGS)),
-            9 => "read_chk".into(),
-            10 => "recv_chk".into(),
-            11 => format!("preadv2={n}"),
-            _ => "recvfrom_chk".into(),
+    /// One call (or a signal with the call it interrupts) on the connected socket.
+    fn body_step(&mut self) -> Vec<String> {
+        if self.chance(5) {
+            let alarm = self.pick(&["alarm=100", "alarm_restart=100"]).to_string();
+            let blocking = self.pick(&[
+                "read", "recv", "readv", "read_chk", "recvf=waitall:100", "recvmsgf=none:100", "recvmmsg=none:10", "write=100000",
+                "send=100000", "sendmsg=100000", "connect", "connect_port=7001", "poll=-1", "ppoll=5000", "poll_chk=-1",
+                "epoll_wait=-1", "select=5000", "pselect=5000", "accept", "sendfile=100000",
+            ]);
+            return vec![alarm, blocking.to_string()];
         }
+        vec![self.one_of(&[
+            (22, Gen::write_step),
+            (18, Gen::read_step),
+            (14, Gen::readiness_step),
+            (18, Gen::query_step),
+            (12, Gen::connection_step),
+            (7, Gen::fd_step),
+            (6, |g| g.pick(&["sleep=50", "sleep=200", "rcvtimeo=150", "sndtimeo=150", "rcvtimeo=0", "nonblock", "block"]).into()),
+        ])]
+    }
+
+    fn write_step(&mut self) -> String {
+        self.one_of(&[
+            (12, |g| format!("write={}", g.size())),
+            (4, |g| format!("send={}", g.size())),
+            (3, |g| format!("sendto={}", g.size())),
+            (3, |g| format!("sendmsg={}", g.size())),
+            (3, |g| format!("writev={}", g.size())),
+            (3, |g| format!("send_dontwait={}", g.size())),
+            (4, |g| format!("sendfo={}", g.size())),
+            (4, |_| "write0".into()),
+            (5, |g| format!("sendf={}:{}", g.pick(SEND_FLAGS), g.size())),
+            (5, |g| format!("sendtoa={}:{}{}", g.pick(ADDRESS_KINDS), g.size(), g.flags_suffix())),
+            (5, |g| format!("sendmsga={}:{}{}", g.pick(ADDRESS_KINDS), g.size(), g.flags_suffix())),
+            (2, |_| "sendmsg_noiov".into()),
+            (2, |_| "writev_none".into()),
+            (2, |g| format!("sendmmsg={}", g.size().min(5000))),
+            (2, |g| format!("sendmmsg_n={}:{}", g.below(4), g.size().min(5000))),
+            (2, |g| format!("sendfile={}", g.size())),
+            (2, |g| format!("splice={}", g.size().min(60000))),
+            (2, |g| format!("pwritev2={}", g.size().min(60000))),
+            (2, |g| format!("sendfile64={}", g.size())),
+        ])
+    }
+
+    fn read_step(&mut self) -> String {
+        self.one_of(&[
+            (10, |_| "read".into()),
+            (6, |g| format!("read={}", g.read_size())),
+            (4, |_| "recv".into()),
+            (3, |_| "readv".into()),
+            (8, |_| "recv_dontwait".into()),
+            (5, |_| "recv_peek".into()),
+            (12, |g| format!("recvf={}:{}", g.pick(RECV_FLAGS), g.read_size())),
+            (6, |g| format!("recvmsgf={}:{}", g.pick(RECV_FLAGS), g.read_size())),
+            (3, |g| format!("recvmmsg={}:{}", g.pick(RECV_FLAGS), g.read_size())),
+            (2, |_| "read_chk".into()),
+            (2, |_| "recv_chk".into()),
+            (2, |_| "recvfrom_chk".into()),
+            (2, |g| format!("preadv2={}", g.read_size())),
+        ])
     }
 
     fn readiness_step(&mut self) -> String {
-        let ms = self.wait_ms();
-        match self.weighted(&[(10, 0), (4, 1), (5, 2), (3, 3), (3, 4), (3, 5), (5, 6), (2, 7), (6, 8), (3, 9), (2, 10), (8, 11), (2, 12)]) {
-            0 => format!("poll={ms}"),
-            1 => format!("pollout={ms}"),
-            2 => "waitin=300".into(),
-            3 => format!("ppoll={ms}"),
-            4 => format!("poll_chk={ms}"),
-            5 => format!("ppoll_chk={ms}"),
-            6 => format!("select={ms}"),
-            7 => format!("pselect={ms}"),
-            8 => format!("epoll_add={}", self.epoll_flags()),
-            9 => format!("epoll_mod={}", self.epoll_flags()),
-            10 => "epoll_del".into(),
-            11 => format!("epoll_wait={ms}"),
-            _ => format!("epoll_pwait={ms}"),
-        }
+        self.one_of(&[
+            (10, |g| format!("poll={}", g.wait_ms())),
+            (4, |g| format!("pollout={}", g.wait_ms())),
+            (5, |_| "waitin=300".into()),
+            (3, |g| format!("ppoll={}", g.wait_ms())),
+            (3, |g| format!("poll_chk={}", g.wait_ms())),
+            (3, |g| format!("ppoll_chk={}", g.wait_ms())),
+            (5, |g| format!("select={}", g.wait_ms())),
+            (2, |g| format!("pselect={}", g.wait_ms())),
+            (6, |g| format!("epoll_add={}", g.epoll_flags())),
+            (3, |g| format!("epoll_mod={}", g.epoll_flags())),
+            (2, |_| "epoll_del".into()),
+            (8, |g| format!("epoll_wait={}", g.wait_ms())),
+            (2, |g| format!("epoll_pwait={}", g.wait_ms())),
+        ])
     }
 
     fn query_step(&mut self) -> String {
-        match self.weighted(&[(14, 0), (10, 1), (4, 2), (4, 3), (5, 4), (5, 5), (5, 6), (3, 7), (3, 8), (3, 9), (3, 10), (2, 11), (6, 12), (2, 13), (2, 14), (2, 15), (3, 16)]) {
-            0 => self.get_step(),
-            1 => self.set_step(),
-            2 => "tcpinfo".into(),
-            3 => "tcpinfo_full".into(),
-            4 => format!("tcpinfo_len={}", self.pick_i64(&[-1, 0, 1, 2, 7, 8, 32, 100, 104, 232, 300])),
-            5 => "soerror".into(),
-            6 => "getsockname".into(),
-            7 => "getpeername".into(),
-            8 => format!("getsockname_len={}", self.pick_i64(&[0, 1, 2, 4, 16, 28])),
-            9 => format!("getpeername_len={}", self.pick_i64(&[0, 1, 2, 4, 16, 28])),
-            10 => "getopt".into(),
-            11 => format!("setopt={}", self.pick_i64(&[0, 1, 2])),
-            12 => format!("ioctl={}", self.pick(&["inq", "outq", "outqnsd", "atmark"])),
-            13 => "getfl".into(),
-            14 => format!("fionbio={}", self.pick_i64(&[0, 1])),
-            15 => self.pick(&["cong=reno", "cong=cubic", "cong=bogus", "bindtodev=lo", "bindtodev=none", "linger=1:0", "linger=1:1", "linger=0:0"]).into(),
-            _ => format!("setopt_len={}", self.pick_i64(&[-1, 0, 3, 8])),
-        }
+        self.one_of(&[
+            (14, Gen::get_step),
+            (10, Gen::set_step),
+            (4, |_| "tcpinfo".into()),
+            (4, |_| "tcpinfo_full".into()),
+            (5, |g| format!("tcpinfo_len={}", g.pick_i64(&[-1, 0, 1, 2, 7, 8, 32, 100, 104, 232, 300]))),
+            (5, |_| "soerror".into()),
+            (5, |_| "getsockname".into()),
+            (3, |_| "getpeername".into()),
+            (3, |g| format!("getsockname_len={}", g.pick_i64(&[0, 1, 2, 4, 16, 28]))),
+            (3, |g| format!("getpeername_len={}", g.pick_i64(&[0, 1, 2, 4, 16, 28]))),
+            (3, |_| "getopt".into()),
+            (2, |g| format!("setopt={}", g.pick_i64(&[0, 1, 2]))),
+            (6, |g| format!("ioctl={}", g.pick(&["inq", "outq", "outqnsd", "atmark"]))),
+            (2, |_| "getfl".into()),
+            (2, |g| format!("fionbio={}", g.pick_i64(&[0, 1]))),
+            (2, |g| g.pick(&["cong=reno", "cong=cubic", "cong=bogus", "bindtodev=lo", "bindtodev=none", "linger=1:0", "linger=1:1", "linger=0:0"]).into()),
+            (3, |g| format!("setopt_len={}", g.pick_i64(&[-1, 0, 3, 8]))),
+        ])
     }
 
     fn connection_step(&mut self) -> String {
-        match self.weighted(&[(10, 0), (8, 1), (8, 2), (10, 3), (3, 4), (3, 5), (3, 6), (2, 7), (3, 8)]) {
-            0 => "connect".into(),
-            1 => "connect_unspec".into(),
-            2 => format!("connecta={}", self.pick(ADDRESS_KINDS)),
-            3 => format!("shutdown={}", self.pick(&["rd", "wr", "rdwr", "bad"])),
-            4 => "listen".into(),
-            5 => "bind".into(),
-            6 => format!("bind={}", self.pick(ADDRESS_KINDS)),
-            7 => self.pick(&["accept", "accept4"]).into(),
-            _ => "connect_port=7001".into(),
-        }
+        self.one_of(&[
+            (10, |_| "connect".into()),
+            (8, |_| "connect_unspec".into()),
+            (8, |g| format!("connecta={}", g.pick(ADDRESS_KINDS))),
+            (10, |g| format!("shutdown={}", g.pick(&["rd", "wr", "rdwr", "bad"]))),
+            (3, |_| "listen".into()),
+            (3, |_| "bind".into()),
+            (3, |g| format!("bind={}", g.pick(ADDRESS_KINDS))),
+            (2, |g| g.pick(&["accept", "accept4"]).into()),
+            (3, |_| "connect_port=7001".into()),
+        ])
     }
 
     fn fd_step(&mut self) -> String {
-        match self.weighted(&[(4, 0), (3, 1), (2, 2), (1, 3), (1, 4), (1, 5), (2, 6), (2, 7), (4, 8)]) {
-            0 => "dup".into(),
-            1 => "swap".into(),
-            2 => "closedup".into(),
-            3 => "dup2=50".into(),
-            4 => "dup3=40".into(),
-            5 => "fdup".into(),
-            6 => "close".into(),
-            7 => "socket".into(),
-            _ => {
-                let child: Vec<String> = (0..1 + self.below(3)).map(|_| self.child_step()).collect();
+        self.one_of(&[
+            (4, |_| "dup".into()),
+            (3, |_| "swap".into()),
+            (2, |_| "closedup".into()),
+            (1, |_| "dup2=50".into()),
+            (1, |_| "dup3=40".into()),
+            (1, |_| "fdup".into()),
+            (2, |_| "close".into()),
+            (2, |_| "socket".into()),
+            (4, |g| {
+                let child: Vec<String> = (0..1 + g.below(3)).map(|_| g.child_step()).collect();
                 format!("fork={}", child.join(","))
-            }
-        }
+            }),
+        ])
     }
 
     /// A step a forked child makes on the shared socket (no commas: they separate child steps).
