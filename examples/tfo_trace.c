@@ -52,6 +52,7 @@
  * nosignal more eor fastopen zerocopy):
  *   watchdog=MS       from now on a step that takes longer than MS prints
  *                     "STEP HANG" and the program ends (a fork= step gets 4 MS)
+ *   pace=MS           pause MS after every later step (lets loopback settle)
  *   alarm=MS alarm_restart=MS   the next step runs with a one-shot SIGALRM
  *                     after MS (handler without / with SA_RESTART); the timer
  *                     is cancelled when it returns; "+SIGALRM" marks delivery
@@ -277,6 +278,10 @@ static void start_watchdog(void)
 	pthread_detach(thread);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
+
+/* pace=: a pause after every step, so that what loopback does on its own
+ * (the echo, a FIN, an RST) has happened before the next call. */
+static long pace_ms;
 
 /* A one-shot SIGALRM armed for the next step only (alarm= and alarm_restart=). */
 static int alarm_ms, alarm_restart;
@@ -746,6 +751,10 @@ static void run(const char *step)
 		watchdog_ms = n;
 		return;
 	}
+	if (!strcmp(name, "pace")) {
+		pace_ms = n;
+		return;
+	}
 	if (!strcmp(name, "alarm") || !strcmp(name, "alarm_restart")) {
 		alarm_ms = (int)n;
 		alarm_restart = name[5] == '_';
@@ -1006,6 +1015,10 @@ static void run(const char *step)
 		disarm_alarm();
 	atomic_store(&step_deadline_ns, 0);
 	report(step, r, err, extra);
+	if (pace_ms) {
+		struct timespec settle = { pace_ms / 1000, (pace_ms % 1000) * 1000000 };
+		nanosleep(&settle, NULL);
+	}
 }
 
 int main(int argc, char **argv)

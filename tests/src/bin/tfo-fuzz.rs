@@ -36,6 +36,10 @@ struct Args {
     /// Print sequence INDEX of the seed and both of its traces, then stop.
     #[arg(long, value_name = "INDEX")]
     show: Option<u64>,
+    /// Do not shrink divergences whose name starts a line of FILE (a findings
+    /// file of an earlier run); read once the batch is done.
+    #[arg(long, value_name = "FILE")]
+    skip: Option<PathBuf>,
     /// Compare the scenario lines of FILE instead (e.g. tests/fuzz-findings.txt).
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
@@ -69,8 +73,9 @@ fn main() {
     });
 
     // One divergence per signature, shrunk.
+    let skip = args.skip.as_deref().map(known_names).unwrap_or_default();
     let mut classes: BTreeMap<String, (usize, u64, Divergence)> = BTreeMap::new();
-    for (index, d) in &batch.divergences {
+    for (index, d) in batch.divergences.iter().filter(|(_, d)| !skip.contains(&d.scenario.name)) {
         classes.entry(d.signature.clone()).or_insert((0, *index, d.clone())).0 += 1;
     }
     let shrunk: Vec<(usize, u64, Divergence)> = if args.no_shrink {
@@ -84,7 +89,7 @@ fn main() {
     if !batch.flaky.is_empty() {
         println!("  nondeterministic: {:?}", batch.flaky);
     }
-    println!("  distinct divergences: {}", shrunk.len());
+    println!("  distinct divergences: {}{}", shrunk.len(), if skip.is_empty() { String::new() } else { " (not counting those of --skip)".into() });
     let mut new_lines = Vec::new();
     for (hits, index, d) in &shrunk {
         let status = if known.contains(&d.scenario.name) { "known" } else { "NEW" };

@@ -14,13 +14,17 @@ use rand_chacha::ChaCha8Rng;
 /// with "STEP HANG": blocking calls without a timeout cannot stall a run.
 pub const WATCHDOG: &str = "watchdog=700";
 
+/// A pause after every step: the echo, FIN or RST a call provoked on
+/// loopback arrives before the next call, whatever the machine's load.
+pub const PACE: &str = "pace=5";
+
 /// The sequence numbered `index` of the batch seeded `seed`.
 pub fn sequence(seed: u64, index: u64) -> Scenario {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(index);
     let mut g = Gen { rng };
     let (netns, address) = g.setting();
-    let mut steps = vec![WATCHDOG.to_string(), "socket".to_string()];
+    let mut steps = vec![WATCHDOG.to_string(), PACE.to_string(), "socket".to_string()];
     for _ in 0..g.below(4) {
         steps.push(g.prelude_step());
     }
