@@ -70,6 +70,8 @@
  *   writev_none       writev with no iovec   sendmmsg_n=VLEN:N
  *   pwritev2=N preadv2=N   with offset -1 (the socket's own position)
  *   sendfile64=N      sendfile64 from a scratch file (what -D_FILE_OFFSET_BITS=64 calls)
+ *   close_range closefrom   close the socket through close_range(fd, fd) / closefrom(fd)
+ *   open_file         fd = a new scratch file (the lowest free number); prints same_number=
  *   connecta=KIND  sendtoa=KIND:N[:FLAGS]  sendmsga=KIND:N[:FLAGS]  bind=KIND
  *   ppoll=MS poll_chk=MS ppoll_chk=MS pselect=MS epoll_pwait=MS
  *   accept accept4    (accept4 with SOCK_NONBLOCK; a new fd is closed at once)
@@ -647,6 +649,21 @@ static int run_fuzz_step(const char *name, const char *arg, long *ret, char *ext
 		int err = errno;
 		close(f);
 		errno = err;
+	} else if (!strcmp(name, "close_range") || !strcmp(name, "closefrom")) {
+		if (name[5] == '_')
+			r = close_range((unsigned)fd, (unsigned)fd, 0);
+		else
+			closefrom(fd); /* returns nothing */
+	} else if (!strcmp(name, "open_file")) {
+		/* A regular file that takes the lowest free number, often the socket's old one. */
+		char path[] = "/tmp/tfo_trace.XXXXXX";
+		int f = mkstemp(path);
+		int err = errno;
+		unlink(path);
+		snprintf(extra, extra_len, "same_number=%d", f == fd);
+		fd = f;
+		r = f < 0 ? -1 : 0;
+		errno = f < 0 ? err : EDOM;
 	} else if (!strcmp(name, "sendmsg_noiov")) {
 		struct msghdr m = { 0 };
 		r = sendmsg(fd, &m, 0);

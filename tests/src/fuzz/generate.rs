@@ -283,7 +283,8 @@ impl Gen {
             ]);
             return vec![alarm, blocking.to_string()];
         }
-        vec![self.one_of(&[
+        // A maker may return a pair of steps, separated by a space.
+        let steps = self.one_of(&[
             (22, Gen::write_step),
             (18, Gen::read_step),
             (14, Gen::readiness_step),
@@ -291,7 +292,8 @@ impl Gen {
             (12, Gen::connection_step),
             (7, Gen::fd_step),
             (6, |g| g.pick(&["sleep=50", "sleep=200", "rcvtimeo=150", "sndtimeo=150", "rcvtimeo=0", "nonblock", "block"]).into()),
-        ])]
+        ]);
+        steps.split_whitespace().map(String::from).collect()
     }
 
     fn write_step(&mut self) -> String {
@@ -399,6 +401,7 @@ impl Gen {
             (1, |_| "dup3=40".into()),
             (1, |_| "fdup".into()),
             (2, |_| "close".into()),
+            (1, |g| format!("{} open_file", g.pick(&["close_range", "closefrom", "close"]))),
             (2, |_| "socket".into()),
             (4, |g| {
                 let child: Vec<String> = (0..1 + g.below(3)).map(|_| g.child_step()).collect();
