@@ -20,7 +20,7 @@ MANDIR   = $(PREFIX)/share/man/man1
 MANPAGES = tfo tfo-run tfo-doctor tfo-cookies tfo-stats tfo-failures tfo-forget tfo-probe
 MAN_FILES = $(addprefix target/release/man/,$(addsuffix .1,$(MANPAGES)))
 
-.PHONY: all build packages demo test bench install uninstall deb clean
+.PHONY: all build packages demo test fuzz bench install uninstall deb clean
 
 all: build
 
@@ -64,6 +64,13 @@ uninstall:
 # tfo/Cargo.toml's [package.metadata.deb] lists it.
 deb: build
 	cargo deb -p tfo --no-build --strip
+
+# The differential fuzzer: N random call sequences from SEED, natively and
+# under libtfo; each kind of divergence is shrunk to a scenario line.
+N    ?= 1000
+SEED ?= 1
+fuzz: build
+	target/release/tfo-fuzz --count $(N) --seed $(SEED)
 
 bench: build
 	bench/run

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod fuzz;
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -123,14 +125,32 @@ impl Netns {
 
     /// The trace printed by `tfo_trace ADDRESS 7000 STEPS...`.
     pub fn trace(&self, mode: Mode, address: &str, steps: &[&str]) -> String {
-        let trace = example("tfo_trace");
-        let mut command = vec![trace.to_str().unwrap(), address, "7000"];
-        command.extend_from_slice(steps);
-        let out = self.run(mode, &command);
+        let out = self.run_trace(mode, address, steps);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{mode:?} run failed ({}):\n{stdout}\n{stderr}", out.status);
         stdout
+    }
+
+    /// Runs `tfo_trace ADDRESS 7000 STEPS...`, and panics unless libtfo was
+    /// mapped into it exactly when `mode` preloads it: a comparison
+    /// without the library loaded would prove nothing.
+    pub fn run_trace(&self, mode: Mode, address: &str, steps: &[&str]) -> Output {
+        let trace = example("tfo_trace");
+        let mut command = vec![trace.to_str().unwrap(), address, "7000"];
+        command.extend_from_slice(steps);
+        let mut netns = self.clone();
+        netns.env.push(("TFO_TRACE_SHOW_PRELOAD".into(), "1".into()));
+        let out = netns.run(mode, &command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = if mode == Mode::Native { "tfo_trace: libtfo not mapped" } else { "tfo_trace: libtfo mapped" };
+        assert!(
+            stderr.lines().any(|l| l == expected),
+            "{mode:?} run of tfo_trace {address} {} did not say \"{expected}\" ({}):\n{stderr}",
+            steps.join(" "),
+            out.status
+        );
+        out
     }
 }
 
@@ -187,35 +207,60 @@ pub struct Scenario {
 
 /// The scenarios of tests/scenarios.txt.
 pub fn scenarios() -> Vec<Scenario> {
-    let text = std::fs::read_to_string(root().join("tests/scenarios.txt")).unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|line| {
-            let fields: Vec<_> = line.split('|').map(str::trim).collect();
-            assert_eq!(fields.len(), 4, "bad scenario line: {line}");
-            let mut netns = Netns::default();
-            for option in fields[1].split(',').filter(|o| !o.is_empty()) {
-                match option.split_once('=') {
-                    None if option == "prime" => netns.prime = true,
-                    None if option == "capture" => netns.capture = true,
-                    None if option == "blackhole" => netns.blackhole = true,
-                    Some(("sysctl", v)) => netns.sysctl = Some(v.parse().unwrap()),
-                    Some(("delay", v)) => netns.delay = Some(v.parse().unwrap()),
-                    Some(("syn-data", v)) => netns.syn_data = Some(v.to_string()),
-                    _ => panic!("unknown option {option} in: {line}"),
-                }
-            }
-            Scenario {
-                name: fields[0].to_string(),
-                netns,
-                address: fields[2].to_string(),
-                steps: fields[3].split_whitespace().map(String::from).collect(),
-            }
-        })
-        .collect()
+    scenarios_in(&root().join("tests/scenarios.txt"))
+}
+
+/// The scenario lines of a file in the format of tests/scenarios.txt.
+pub fn scenarios_in(path: &Path) -> Vec<Scenario> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).map(Scenario::parse).collect()
 }
 
 impl Scenario {
+    /// Parses `name | options | address | steps`.
+    pub fn parse(line: &str) -> Scenario {
+        let fields: Vec<_> = line.split('|').map(str::trim).collect();
+        assert_eq!(fields.len(), 4, "bad scenario line: {line}");
+        let mut netns = Netns::default();
+        for option in fields[1].split(',').filter(|o| !o.is_empty()) {
+            match option.split_once('=') {
+                None if option == "prime" => netns.prime = true,
+                None if option == "capture" => netns.capture = true,
+                None if option == "blackhole" => netns.blackhole = true,
+                Some(("sysctl", v)) => netns.sysctl = Some(v.parse().unwrap()),
+                Some(("delay", v)) => netns.delay = Some(v.parse().unwrap()),
+                Some(("syn-data", v)) => netns.syn_data = Some(v.to_string()),
+                _ => panic!("unknown option {option} in: {line}"),
+            }
+        }
+        Scenario {
+            name: fields[0].to_string(),
+            netns,
+            address: fields[2].to_string(),
+            steps: fields[3].split_whitespace().map(String::from).collect(),
+        }
+    }
+
+    /// The scenario as a line of tests/scenarios.txt (the inverse of `parse`).
+    pub fn line(&self) -> String {
+        let mut options = Vec::new();
+        if let Some(v) = self.netns.sysctl {
+            options.push(format!("sysctl={v}"));
+        }
+        if let Some(v) = self.netns.delay {
+            options.push(format!("delay={v}"));
+        }
+        if let Some(v) = &self.netns.syn_data {
+            options.push(format!("syn-data={v}"));
+        }
+        for (on, name) in [(self.netns.prime, "prime"), (self.netns.capture, "capture"), (self.netns.blackhole, "blackhole")] {
+            if on {
+                options.push(name.to_string());
+            }
+        }
+        format!("{} | {} | {} | {}", self.name, options.join(","), self.address, self.steps.join(" "))
+    }
+
     /// The trace of this scenario in `mode`.
     pub fn trace(&self, mode: Mode) -> String {
         let steps: Vec<&str> = self.steps.iter().map(String::as_str).collect();

@@ -41,7 +41,10 @@ fn every_scenario_matches_the_kernel() {
     let all = scenarios();
     assert!(all.len() >= 40, "the suite must keep at least 40 scenarios");
     let only = std::env::var("TFO_SCENARIO").ok();
-    let queue = Arc::new(Mutex::new(all.into_iter().filter(|s| only.as_ref().is_none_or(|o| s.name.contains(o.as_str()))).collect::<Vec<_>>()));
+    let selected: Vec<_> = all.into_iter().filter(|s| only.as_ref().is_none_or(|o| s.name.contains(o.as_str()))).collect();
+    // A filter that matches nothing would pass having compared nothing.
+    assert!(!selected.is_empty(), "TFO_SCENARIO={} matches no scenario name in tests/scenarios.txt", only.unwrap_or_default());
+    let queue = Arc::new(Mutex::new(selected));
     let failures = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..4)
         .map(|_| {

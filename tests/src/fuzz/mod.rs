@@ -1,0 +1,192 @@
+//! The differential fuzzer: random call sequences (`generate`) run natively
+//! (the kernel's own TCP_FASTOPEN_CONNECT) and under libtfo in explicit
+//! emulation mode, each in a fresh namespace; a divergence is shrunk
+//! (`shrink`) to a minimal scenario line for tests/scenarios.txt.
+//!
+//! A divergence is named after its first differing line (the call, and
+//! what each side answered, numbers left out), so the same defect found
+//! by different sequences gets the same name: `fuzz-CALL-HASH`.
+
+pub mod generate;
+pub mod shrink;
+
+use crate::{root, side_by_side, Mode, Scenario};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+/// Environment of the libtfo runs: explicit mode (the program's own
+/// TCP_FASTOPEN_CONNECT is what libtfo emulates), emulation backend.
+const SHIM_ENV: [(&str, &str); 2] = [("TFO_MODE", "explicit"), ("TFO_BACKEND", "emulate")];
+
+/// The trace of `scenario` in `mode`: stdout, and the exit status when it
+/// is not 0 (a crash is a divergence too).
+pub fn trace(scenario: &Scenario, mode: Mode) -> String {
+    let mut netns = scenario.netns.clone();
+    if mode != Mode::Native {
+        netns.env.extend(SHIM_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    }
+    let steps: Vec<&str> = scenario.steps.iter().map(String::as_str).collect();
+    let out = netns.run_trace(mode, &scenario.address, &steps);
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        text += &format!("exit: {}\n", out.status);
+    }
+    text
+}
+
+/// What comparing one sequence gave.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Same,
+    /// Two native runs differed, or two libtfo runs differed differently:
+    /// the sequence depends on timing, and says nothing.
+    Flaky,
+    Differs(Divergence),
+}
+
+#[derive(Clone, Debug)]
+pub struct Divergence {
+    pub scenario: Scenario,
+    pub signature: String,
+    pub native: String,
+    pub shim: String,
+}
+
+impl Divergence {
+    /// The scenario line, named after the signature, then both traces.
+    pub fn report(&self) -> String {
+        format!("{}\n{}", self.scenario.line(), side_by_side(&self.native, &self.shim))
+    }
+}
+
+/// Runs `scenario` natively and under libtfo. A difference counts once a
+/// second pair of runs repeats it: the same native trace (deterministic
+/// natively) and the same first difference under libtfo (not a race).
+pub fn compare(scenario: &Scenario) -> Outcome {
+    let native = trace(scenario, Mode::Native);
+    let shim = trace(scenario, Mode::Shim);
+    if native == shim {
+        return Outcome::Same;
+    }
+    let first_difference = signature(&native, &shim);
+    if trace(scenario, Mode::Native) != native || signature(&native, &trace(scenario, Mode::Shim)) != first_difference {
+        return Outcome::Flaky;
+    }
+    let signature = first_difference;
+    let mut scenario = scenario.clone();
+    scenario.name = name(&signature);
+    Outcome::Differs(Divergence { scenario, signature, native, shim })
+}
+
+/// The call and both answers of the first differing line, every number
+/// replaced by '#': "set=window_clamp | -# EINVAL | #".
+pub fn signature(native: &str, shim: &str) -> String {
+    let (a, b): (Vec<_>, Vec<_>) = (native.lines().collect(), shim.lines().collect());
+    let i = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)).unwrap_or(0);
+    let (l, r) = (a.get(i).copied().unwrap_or("<end>"), b.get(i).copied().unwrap_or("<end>"));
+    let (call, left) = split_call(l);
+    let (call_r, right) = split_call(r);
+    let call = if l == "<end>" || l.starts_with("exit:") { call_r } else { call };
+    format!("{call} | {} | {}", hide_numbers(left), hide_numbers(right))
+}
+
+/// "set=window_clamp:0 -1 EINVAL" -> ("set=window_clamp", "-1 EINVAL"):
+/// the step name with the first field of its argument when that names
+/// something (an option, an address kind, flags), else the bare name.
+fn split_call(line: &str) -> (String, &str) {
+    let line = line.trim();
+    let (step, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let call = match step.split_once('=') {
+        Some((name, arg)) => {
+            let first = arg.split(':').next().unwrap_or("");
+            if first.is_empty() || first.starts_with(|c: char| c.is_ascii_digit() || c == '-') || name == "fork" {
+                name.to_string()
+            } else {
+                format!("{name}={first}")
+            }
+        }
+        None => step.to_string(),
+    };
+    (call, rest.trim())
+}
+
+fn hide_numbers(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            if !out.ends_with('#') {
+                out.push('#');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `fuzz-CALL-HASH`: stable across runs and machines (FNV-1a of the signature).
+pub fn name(signature: &str) -> String {
+    let hash = signature.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    let call: String = signature.split(' ').next().unwrap_or("").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    format!("fuzz-{call}-{:08x}", hash as u32)
+}
+
+/// Names listed in a file of divergences (tests/fuzz-known.txt): the first
+/// word of each line that is not blank or a `#` comment.
+pub fn known_names(path: &std::path::Path) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| !w.starts_with('#')).map(String::from).collect()
+}
+
+pub fn known_file() -> std::path::PathBuf {
+    root().join("tests/fuzz-known.txt")
+}
+
+/// What a batch gave.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub compared: usize,
+    pub same: usize,
+    pub flaky: Vec<u64>,
+    /// Sequence index and divergence, in index order.
+    pub divergences: Vec<(u64, Divergence)>,
+}
+
+/// Compares sequences `first..first + count` of `seed` on `workers`
+/// threads; `progress` is called after each one.
+pub fn run_batch(seed: u64, first: u64, count: u64, workers: usize, progress: impl Fn(u64, &Outcome) + Send + Sync + 'static) -> Batch {
+    let next = Arc::new(Mutex::new(first));
+    let batch = Arc::new(Mutex::new(Batch::default()));
+    let progress = Arc::new(progress);
+    let threads: Vec<_> = (0..workers.clamp(1, 4))
+        .map(|_| {
+            let (next, batch, progress) = (next.clone(), batch.clone(), progress.clone());
+            std::thread::spawn(move || loop {
+                let index = {
+                    let mut n = next.lock().unwrap();
+                    if *n >= first + count {
+                        return;
+                    }
+                    *n += 1;
+                    *n - 1
+                };
+                let outcome = compare(&generate::sequence(seed, index));
+                progress(index, &outcome);
+                let mut b = batch.lock().unwrap();
+                b.compared += 1;
+                match outcome {
+                    Outcome::Same => b.same += 1,
+                    Outcome::Flaky => b.flaky.push(index),
+                    Outcome::Differs(d) => b.divergences.push((index, d)),
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a fuzz worker panicked");
+    }
+    let mut batch = std::mem::take(&mut *batch.lock().unwrap());
+    batch.divergences.sort_by_key(|d| d.0);
+    batch.flaky.sort();
+    batch
+}
