@@ -102,6 +102,14 @@ pub fn note_watched(fd: c_int) {
     }
 }
 
+/// The early registrations were adopted by the socket's entry.
+#[inline]
+pub fn clear_watched(fd: c_int) {
+    if let Some(number) = NUMBERS.get(fd as usize) {
+        number.fetch_and(!WATCHED, Ordering::Relaxed);
+    }
+}
+
 /// See `note_watched`.
 #[inline]
 pub fn was_watched(fd: c_int) -> bool {

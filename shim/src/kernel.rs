@@ -164,7 +164,13 @@ pub fn with_local_port(fd: c_int, family: c_int, local: SockAddr) -> Option<Sock
 /// which sends nothing. `None` means no route (or no address): the caller
 /// lets the kernel connect and report it.
 pub fn source_for(fd: c_int, local: &SockAddr, dest: &SockAddr) -> Option<IpAddr> {
-    if let Some(ip) = local.ip().filter(|ip| !ip.is_unspecified()) {
+    // A socket bound to a broadcast or multicast address sends from the
+    // address routing picks (inet_bind leaves inet_saddr 0 for them).
+    let usable = |ip: &IpAddr| match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    };
+    if let Some(ip) = local.ip().filter(usable) {
         return Some(ip);
     }
     // SAFETY: plain socket creation.
@@ -188,6 +194,51 @@ pub fn source_for(fd: c_int, local: &SockAddr, dest: &SockAddr) -> Option<IpAddr
     // SAFETY: closing the probe socket opened above.
     unsafe { real::close(probe) };
     source
+}
+
+/// Whether `len` bytes at `ptr` can be read,
+/// asked of the kernel so that a bad pointer from the program gives the
+/// kernel's EFAULT instead of a crash inside libtfo: process_vm_readv on
+/// ourselves; where a seccomp filter forbids it (container defaults),
+/// mincore(), which at least knows unmapped memory.
+pub fn readable(ptr: *const c_void, len: usize) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static VM_READ_REFUSED: AtomicBool = AtomicBool::new(false);
+    if len == 0 {
+        return true;
+    }
+    if ptr.is_null() {
+        return false;
+    }
+    if len <= 128 && !VM_READ_REFUSED.load(Ordering::Relaxed) {
+        let mut buf = [0u8; 128];
+        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: len };
+        let remote = libc::iovec { iov_base: ptr as *mut c_void, iov_len: len };
+        // SAFETY: the kernel reads `remote` (checking it) and writes `local`,
+        // our own buffer of `len` bytes.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if n == len as isize {
+            return true;
+        }
+        match Errno::last() {
+            Errno(libc::EFAULT) => return false,
+            _ => VM_READ_REFUSED.store(true, Ordering::Relaxed),
+        }
+    }
+    // Larger ranges (iovec arrays, at most UIO_MAXIOV entries: 16 KiB) by
+    // mincore, a page at a time so its result vector stays one byte.
+    const PAGE: usize = 4096;
+    let mut page = ptr as usize & !(PAGE - 1);
+    let end = (ptr as usize).saturating_add(len);
+    while page < end {
+        let mut resident = 0u8;
+        // SAFETY: mincore only reports on the page, into `resident`.
+        if unsafe { libc::mincore(page as *mut c_void, PAGE, &mut resident) } != 0 && Errno::last() == Errno(libc::ENOMEM) {
+            return false;
+        }
+        page += PAGE;
+    }
+    true
 }
 
 /// A zero-length send: on a deferred socket the SYN leaves without data

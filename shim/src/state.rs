@@ -114,6 +114,12 @@ pub struct Endpoints {
 /// so a later MSG_FASTOPEN gives EALREADY (spec §7).
 pub const FLAG_COOKIE_REQUESTED: u32 = 1;
 
+/// The kernel socket is "connecting" to the socket layer (SS_CONNECTING): a
+/// SYN left through a call that did not wait for its outcome. A connect()
+/// then reports a failure the kernel saw (sk_err, else ECONNABORTED) before
+/// anything else, and resets that.
+pub const FLAG_KERNEL_CONNECTING: u32 = 2;
+
 /// How many epoll instances may hold one deferred socket's registrations.
 pub const MAX_WATCHERS: usize = 4;
 
@@ -234,6 +240,14 @@ impl Connection {
 
     pub fn has_flag(&self, flag: u32) -> bool {
         self.flags.load(Ordering::Relaxed) & flag != 0
+    }
+
+    pub fn set_flag(&self, flag: u32, on: bool) {
+        if on {
+            self.flags.fetch_or(flag, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!flag, Ordering::Relaxed);
+        }
     }
 
     /// No SYN has left yet.

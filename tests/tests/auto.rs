@@ -87,11 +87,13 @@ check nc-empty "got 0 bytes" bash -c "$L nc -N 198.18.0.2 7100 < /dev/null"
 check socat "request from socat" bash -c "$L socat - TCP:198.18.0.2:7000 <<< 'request from socat'"
 check openssl "HTTP/1.0 200 ok" bash -c "printf 'GET / HTTP/1.0\r\n\r\n' | $L openssl s_client -connect 198.18.0.2:4433 -quiet 2>/dev/null | head -n 1"
 check rust "got 14 bytes" $L $R/target/release/tfo-std-client 198.18.0.2:7100 "from rust std!"
-head -c 300000 /dev/urandom > /tmp/big_$$
-check big "$(md5sum < /tmp/big_$$)" bash -c "$L nc -N 198.18.0.2 7200 < /tmp/big_$$ | md5sum"
+big=$(mktemp)
+head -c 300000 /dev/urandom > $big
+check big "$(md5sum < $big)" bash -c "$L nc -N 198.18.0.2 7200 < $big | md5sum"
 before=$(counter TcpExtTCPFastOpenActive)
-sed 's/"127.0.0.1"/"198.18.0.2"/; s/"::1"/"198.18.0.2"/; s/AF_INET6/AF_INET/' $R/tests/programs/threads_client.py > /tmp/threads_$$.py
-TFO_TEST_OPTION=0 $L python3 /tmp/threads_$$.py
+threads=$(mktemp --suffix=.py)
+sed 's/"127.0.0.1"/"198.18.0.2"/; s/"::1"/"198.18.0.2"/; s/AF_INET6/AF_INET/' $R/tests/programs/threads_client.py > $threads
+TFO_TEST_OPTION=0 $L python3 $threads
 echo "syn threads $(($(counter TcpExtTCPFastOpenActive) - before))"
 echo "passive $(($(peer_counter TcpExtTCPFastOpenPassive) - passive_before))"
 "#,
@@ -179,8 +181,10 @@ done
         assert_eq!(plain.len(), 5, "{out}");
         assert_eq!(plain, preload, "{kind}: the same dialogue with and without libtfo\n{out}");
         let (p, l) = (median(values(&out, &format!("ms {kind}-plain"))), median(values(&out, &format!("ms {kind}-preload"))));
-        // The dialogue alone: a round trip more (60 ms) would show.
-        assert!(p >= 60 && l <= p + 25, "{kind}: plain {p} ms, preloaded {l} ms\n{out}");
+        // The dialogue alone: a round trip more (60 ms) would show. (With a
+        // cookie it is a round trip shorter: the server takes the
+        // connection on the SYN and its banner follows the SYN-ACK.)
+        assert!(p >= 60 && l <= p + 40, "{kind}: plain {p} ms, preloaded {l} ms\n{out}");
     }
     assert!(out.contains("transcript ssh-preload SSH-2.0-libtfo-test ok hello"), "{out}");
     assert!(out.contains("transcript smtp-preload 250 221"), "{out}");
@@ -277,10 +281,10 @@ fn tfo_server_gives_legacy_listeners_fast_open() {
     let body = r#"
 set -u
 counter() { nsenter --net="$TFO_PEER_NETNS" nstat -asz "$1" 2>/dev/null | awk -v k="$1" '$1 == k {print $2}'; }
-mkdir -p /tmp/www-$$ && echo "legacy server" > /tmp/www-$$/index.html
+www=$(mktemp -d) && echo "legacy server" > $www/index.html
 for server in 0 1; do
 	port=$((8100 + server))
-	nsenter --net="$TFO_PEER_NETNS" env LD_PRELOAD=$TFO_LIB TFO_SERVER=$server python3 -m http.server -b 198.18.0.2 -d /tmp/www-$$ $port > /dev/null 2>&1 &
+	nsenter --net="$TFO_PEER_NETNS" env LD_PRELOAD=$TFO_LIB TFO_SERVER=$server python3 -m http.server -b 198.18.0.2 -d $www $port > /dev/null 2>&1 &
 	for _ in $(seq 100); do nsenter --net="$TFO_PEER_NETNS" bash -c "exec 3<>/dev/tcp/198.18.0.2/$port" 2>/dev/null && break; sleep 0.05; done
 	before=$(counter TcpExtTCPFastOpenPassive)
 	for i in 1 2 3; do curl -s --tcp-fastopen http://198.18.0.2:$port/ | sed "s/^/reply $server /"; done
@@ -426,10 +430,11 @@ for case in damaged symlink foreign open-directory; do
 	open-directory) chmod 777 $dir ;;
 	esac
 	before=$(counter)
-	TFO_STATE_DIR=$dir $client 127.0.0.1:7000 "$case one" 2> /tmp/err-$$ > /dev/null
-	TFO_STATE_DIR=$dir $client 127.0.0.1:7000 "$case two" 2>> /tmp/err-$$ > /dev/null
+	err=$(mktemp)
+	TFO_STATE_DIR=$dir $client 127.0.0.1:7000 "$case one" 2> $err > /dev/null
+	TFO_STATE_DIR=$dir $client 127.0.0.1:7000 "$case two" 2>> $err > /dev/null
 	echo "fastopen $case $(($(counter) - before))"
-	echo "warnings $case $(grep -c 'failure memory' /tmp/err-$$)"
+	echo "warnings $case $(grep -c 'failure memory' $err)"
 	rm -rf $dir
 done
 "#;
@@ -453,9 +458,10 @@ fn log_lines_go_to_the_log_file() {
 set -u
 client=$TFO_ROOT/target/release/tfo-std-client
 log=$(mktemp)
-out=$(env LD_PRELOAD=$TFO_LIB TFO_EXCLUDE=none TFO_LOG=debug TFO_LOG_FILE=$log $client 127.0.0.1:7000 logged 2>/tmp/stderr-$$)
+stderr=$(mktemp)
+out=$(env LD_PRELOAD=$TFO_LIB TFO_EXCLUDE=none TFO_LOG=debug TFO_LOG_FILE=$log $client 127.0.0.1:7000 logged 2>$stderr)
 echo "stdout [$out]"
-echo "stderr [$(cat /tmp/stderr-$$)]"
+echo "stderr [$(cat $stderr)]"
 sed 's/^/file /' $log
 env LD_PRELOAD=$TFO_LIB TFO_EXCLUDE=none TFO_LOG=info TFO_LOG_FILE=$log $client 127.0.0.1:7000 quiet > /dev/null
 echo "lines $(wc -l < $log)"

@@ -23,7 +23,7 @@ use crate::export::{Answer, Done, Real};
 use crate::fdtable::{self, Entry};
 use crate::kernel::{self, MSG_FASTOPEN, TCP_FASTOPEN_CONNECT, TCP_SYN_SENT, TFO_CLIENT_NO_COOKIE};
 use crate::log::{debug, warning};
-use crate::state::{Endpoints, Engine, Wait};
+use crate::state::{Endpoints, Engine, Wait, FLAG_KERNEL_CONNECTING};
 use crate::stats::{self, Counter};
 use crate::{failures, policy, real};
 use libc::{c_int, sockaddr, socklen_t};
@@ -39,8 +39,9 @@ pub enum ConnectTarget {
 #[inline(always)]
 fn connect_target(fd: c_int) -> Option<ConnectTarget> {
     match fdtable::lookup(fd) {
+        Some(entry) if entry.conn.is_auto() || entry.conn.option() == 1 => Some(ConnectTarget::Tracked(entry)),
+        _ if fdtable::is_candidate(fd) && config::get().mode == crate::config::Mode::Auto => Some(ConnectTarget::Candidate),
         Some(entry) => Some(ConnectTarget::Tracked(entry)),
-        None if fdtable::is_candidate(fd) => Some(ConnectTarget::Candidate),
         None => None,
     }
 }
@@ -50,7 +51,12 @@ export_fd! {
     if let Some(target: ConnectTarget) = connect_target(fd) => {
         match target {
             ConnectTarget::Candidate => {
-                // SAFETY: connect's contract: `addr` is readable for `len` bytes.
+                // A bad address is the kernel's to report (EFAULT, EINVAL).
+                if address_error(addr, len).is_some() {
+                    fdtable::clear_candidate(fd);
+                    return Real;
+                }
+                // SAFETY: readable for `len` bytes (checked above).
                 let dest = unsafe { SockAddr::inet(addr, len) };
                 auto_connect(fd, dest)
             }
@@ -62,7 +68,11 @@ export_fd! {
                 Real
             }
             ConnectTarget::Tracked(entry) if entry.conn.option() == 1 => {
-                // SAFETY: as above.
+                // The kernel checks the address first, whatever the state.
+                if let Some(e) = address_error(addr, len) {
+                    return Done(Err(e));
+                }
+                // SAFETY: readable for `len` bytes (checked above).
                 let (dest, unspec) = unsafe { (SockAddr::inet(addr, len), SockAddr::is_unspec(addr, len)) };
                 explicit_connect(fd, entry, dest, unspec)
             }
@@ -90,9 +100,7 @@ export_fd! {
             }
             return Real;
         }
-        if still_unsent(fd, entry) && entry.conn.disconnect() {
-            // Held epoll registrations now report the disconnect.
-            super::epoll::rearm(fd, entry);
+        if still_unsent(fd, entry) && disconnect(fd, entry) {
             return Done(Ok(0));
         }
         Real
@@ -121,6 +129,16 @@ export_fd! {
     }
 }
 
+/// tcp_disconnect() of an explicit deferred socket: no packet, ECONNRESET
+/// pending; held epoll registrations report the new state.
+fn disconnect(fd: c_int, entry: &Entry) -> bool {
+    if !entry.conn.disconnect() {
+        return false;
+    }
+    super::epoll::rearm(fd, entry);
+    true
+}
+
 /// getsockname()/getpeername()'s copy-out with the kernel's checks.
 ///
 /// # Safety
@@ -137,6 +155,18 @@ unsafe fn copy_address(source: &SockAddr, addr: *mut sockaddr, len: *mut socklen
     // SAFETY: the caller's buffer of `*len` bytes.
     unsafe { source.copy_out(addr, len) };
     Ok(0)
+}
+
+/// The checks connect() makes of its address before anything else
+/// (move_addr_to_kernel, then __inet_stream_connect).
+fn address_error(addr: *const sockaddr, len: socklen_t) -> Option<Errno> {
+    if len as i32 <= 0 || len as usize > std::mem::size_of::<libc::sockaddr_storage>() {
+        return Some(Errno(libc::EINVAL));
+    }
+    if !kernel::readable(addr.cast(), len as usize) {
+        return Some(Errno(libc::EFAULT));
+    }
+    (len < std::mem::size_of::<libc::sa_family_t>() as socklen_t).then_some(Errno(libc::EINVAL))
 }
 
 /// Set once the kernel answered ENOPROTOOPT to TCP_FASTOPEN_CONNECT (before
@@ -196,7 +226,7 @@ fn kernel_deferral(fd: c_int, dest: SockAddr) -> Answer<c_int> {
     // A blocking connect without a cookie returns 0 after the handshake;
     // only a socket left in SYN_SENT was deferred.
     if result.is_ok() && kernel::tcp_state(fd) == Some(TCP_SYN_SENT) {
-        let Some(entry) = fdtable::track(fd) else {
+        let Some(entry) = fdtable::mark(fd) else {
             // Cannot be tracked (fd beyond the table): start it now, or a
             // read-first program would wait forever.
             let _ = kernel::send_nothing(fd, libc::MSG_DONTWAIT);
@@ -213,15 +243,15 @@ fn kernel_deferral(fd: c_int, dest: SockAddr) -> Answer<c_int> {
 /// The emulation, for kernels without TCP_FASTOPEN_CONNECT (or when asked).
 fn emulated_deferral(fd: c_int, dest: SockAddr, ip: IpAddr) -> Answer<c_int> {
     let Some(family) = kernel::tcp_family(fd).filter(|&f| f == dest.family()) else { return Real };
-    // A registration made with epoll before connect() cannot be held from
-    // the kernel (libtfo does not know it): no deferral.
-    if fdtable::was_watched(fd) || !kernel::client_fastopen_enabled() {
+    if !kernel::client_fastopen_enabled() {
         return plain(Counter::FallbackDisabled);
     }
     match deferral(fd, family, &dest, ip) {
         Some(local) => {
-            let Some(entry) = fdtable::track(fd) else { return plain(Counter::FallbackError) };
+            let Some(entry) = fdtable::mark(fd) else { return plain(Counter::FallbackError) };
             entry.conn.start_auto(Engine::Emulated, family, Endpoints { remote: dest, local });
+            // Registrations made before connect() are hidden from the kernel now.
+            super::epoll::hold(fd, entry);
             stats::count(Counter::ConnectionsDeferred);
             debug!("fd {fd} {dest}: connect deferred (emulated)");
             Done(Ok(0))
@@ -240,8 +270,7 @@ fn explicit_connect(fd: c_int, entry: &Entry, dest: Option<SockAddr>, unspec: bo
     let conn = &entry.conn;
     let phase = conn.phase();
     if phase.unsent() && still_unsent(fd, entry) {
-        if unspec && conn.disconnect() {
-            super::epoll::rearm(fd, entry);
+        if unspec && disconnect(fd, entry) {
             return Done(Ok(0));
         }
         return connect_again(fd, entry);
@@ -255,8 +284,21 @@ fn explicit_connect(fd: c_int, entry: &Entry, dest: Option<SockAddr>, unspec: bo
         }
         return Real;
     }
-    // Back in CLOSE after an RST, timeout or disconnect: the kernel's flag
-    // survives tcp_disconnect(), so the next connect defers again.
+    // Back in CLOSE after an RST, timeout or disconnect. A failure no
+    // connect() has seen yet is reported first, by the kernel (its socket
+    // layer still says "connecting").
+    if conn.has_flag(FLAG_KERNEL_CONNECTING) {
+        conn.set_flag(FLAG_KERNEL_CONNECTING, false);
+        return Real;
+    }
+    // Otherwise the kernel's flag survives tcp_disconnect(), so this connect
+    // defers again, and an error left in sk_err stays for the next call.
+    if phase == crate::state::Phase::Kernel {
+        match kernel::take_socket_error(fd) {
+            0 => {}
+            e => conn.set_pending_error(e),
+        }
+    }
     conn.rearm();
     // Only a well-formed address of the socket's own family is ours; the
     // kernel answers the rest (EINVAL, EAFNOSUPPORT, AF_UNSPEC disconnect).
@@ -286,13 +328,23 @@ fn deferral(fd: c_int, family: c_int, dest: &SockAddr, ip: IpAddr) -> Option<Soc
     let local = kernel::local_address(fd).ok()?;
     let source = kernel::source_for(fd, &local, dest)?;
     // The cookie first: with one (the common case) the no-cookie knobs do
-    // not matter, and reading them costs four system calls.
-    if !has_cookie(ip, source) && !no_cookie_mode(fd) {
+    // not matter, and reading them costs four system calls. Connecting to
+    // the wildcard address is connecting to the local host.
+    if !has_cookie(wildcard_is_local(ip), source) && !no_cookie_mode(fd) {
         return None;
     }
     let mut local = kernel::with_local_port(fd, family, local)?;
     local.set_ip(source);
     Some(local)
+}
+
+/// 0.0.0.0 and :: as the kernel's connect() reads them: the loopback address.
+fn wildcard_is_local(ip: IpAddr) -> IpAddr {
+    match crate::policy::canonical(ip) {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        other => other,
+    }
 }
 
 /// Client no-cookie mode: the sysctl bit or the socket option (spec §2).
@@ -329,6 +381,7 @@ fn request_cookie(fd: c_int, entry: &Entry, dest: &SockAddr) -> Answer<c_int> {
                 entry.conn.set_pending_error(0);
             }
             entry.conn.connected_without_deferral(true);
+            entry.conn.set_flag(FLAG_KERNEL_CONNECTING, result == Err(Errno(libc::EINPROGRESS)));
             // Registrations held since a disconnect go back to the kernel.
             super::epoll::release(fd, entry);
             Done(result.map(|n| n as c_int))

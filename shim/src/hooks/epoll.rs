@@ -191,7 +191,10 @@ fn record(
             let mut watch = Watch { fd, generation, event: event(), held: false, reported: false };
             if let Some(entry) = entry {
                 add_watcher(entry, epfd);
-                if entry.conn.engine() == Engine::Emulated && entry.conn.is_unsent() && still_unsent(fd, entry) {
+                // Unsent, or disconnected with its error unread: the kernel's
+                // unconnected socket would report neither right.
+                let disconnected = entry.conn.phase() == Phase::Armed && entry.conn.pending_error() != 0;
+                if entry.conn.engine() == Engine::Emulated && ((entry.conn.is_unsent() && still_unsent(fd, entry)) || disconnected) {
                     hold_watch(epfd, &mut watch);
                 }
             }
@@ -209,8 +212,13 @@ fn record(
 }
 
 /// Runs `f` on the current registrations of `fd` in every instance that
-/// holds one (the socket's watcher list).
+/// holds one (the socket's watcher list). Registrations made before the
+/// socket had an entry are found once by looking through the instances.
 fn each_watch(fd: c_int, entry: &Entry, f: impl Fn(c_int, &mut Watch)) {
+    if fdtable::was_watched(fd) {
+        fdtable::clear_watched(fd);
+        adopt_early_watches(fd, entry);
+    }
     for slot in &entry.conn.watchers {
         let Some(epfd) = slot.load(Ordering::Acquire).checked_sub(1).map(|e| e as c_int) else { continue };
         let Some(instance) = fdtable::lookup(epfd) else { continue };
@@ -239,6 +247,17 @@ pub fn rearm(fd: c_int, entry: &Entry) {
             w.reported = false;
         }
     });
+}
+
+/// Adds to `entry`'s watcher list every instance holding a registration of
+/// `fd` (made while `fd` was a candidate without an entry).
+fn adopt_early_watches(fd: c_int, entry: &Entry) {
+    for epfd in 0..=fdtable::highest() {
+        let Some(instance) = fdtable::lookup(epfd).filter(|i| !i.watches.is_empty()) else { continue };
+        if instance.watches.with(|list| list.iter().any(|w| w.fd == fd && w.current())) == Some(true) {
+            add_watcher(entry, epfd);
+        }
+    }
 }
 
 /// `fd` was just deferred (explicit): hold its registrations.

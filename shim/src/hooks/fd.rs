@@ -21,12 +21,18 @@ fn fresh(fd: c_int, tcp_candidate: bool) -> c_int {
     fd
 }
 
-/// `copy` is a duplicate of `fd` (when the call succeeded).
+/// `copy` is a duplicate of `fd` (when the call succeeded). A TCP socket
+/// that may defer later gets its entry now, so that both numbers share
+/// whatever happens to the socket through either.
 #[inline(always)]
 fn duplicated(fd: c_int, copy: c_int) -> c_int {
     if copy >= 0 && copy != fd {
+        let candidate = fdtable::is_candidate(fd);
+        if candidate {
+            fdtable::mark(fd);
+        }
         // Whatever `copy` was before, the kernel closed it.
-        fdtable::renumber(copy, fdtable::is_candidate(fd));
+        fdtable::renumber(copy, candidate);
         fdtable::share(fd, copy);
     }
     copy
@@ -36,12 +42,13 @@ fn is_dup(cmd: c_int) -> bool {
     cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC
 }
 
-/// A TCP client socket in the making, for auto mode.
+/// A TCP socket in the making: it may defer later (auto mode, or the
+/// option), so its dups and epoll registrations are followed.
 fn is_tcp(domain: c_int, ty: c_int, protocol: c_int) -> bool {
     matches!(domain, libc::AF_INET | libc::AF_INET6)
         && ty & 0xf == libc::SOCK_STREAM
         && matches!(protocol, 0 | libc::IPPROTO_TCP)
-        && config::get().mode == Mode::Auto
+        && config::get().mode != Mode::Off
 }
 
 export_fd! {
@@ -57,7 +64,35 @@ export_fd! {
     }
 }
 
+/// close_range(2)'s flag that only marks the fds close-on-exec.
+const CLOSE_RANGE_CLOEXEC: c_int = 4;
+
+/// Forgets the tracked fds in `first..=last` (they are being closed).
+fn forget_range(first: u32, last: u32) {
+    let highest = fdtable::highest();
+    if highest < 0 {
+        return;
+    }
+    for fd in first..=last.min(highest as u32) {
+        fdtable::forget(fd as c_int);
+    }
+}
+
 export! {
+    /// Closes every fd in a range, tracked ones included, without close().
+    fn close_range(first: libc::c_uint, last: libc::c_uint, flags: c_int) -> c_int {
+        if flags & CLOSE_RANGE_CLOEXEC == 0 {
+            forget_range(first, last);
+        }
+        Real
+    }
+
+    /// void in C: the value returned here is never read.
+    fn closefrom(lowfd: c_int) -> c_int {
+        forget_range(lowfd.max(0) as u32, u32::MAX);
+        Real
+    }
+
     fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
         // SAFETY: the caller's arguments.
         let fd = unsafe { crate::real::socket(domain, ty, protocol) };
@@ -100,14 +135,14 @@ export_fd! {
     /// fcntl is variadic in C; its third argument is at most pointer-sized
     /// and passed in the same register either way on Linux x86_64/aarch64.
     fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int,
-    if let Some(_entry) = fdtable::lookup(fd).filter(|_| is_dup(cmd)) => {
+    if let Some(_dup: ()) = (is_dup(cmd) && (fdtable::lookup(fd).is_some() || fdtable::is_candidate(fd))).then_some(()) => {
         // SAFETY: the caller's arguments.
         let copy = unsafe { crate::real::fcntl(fd, cmd, arg) };
         crate::export::Done(crate::errno::check(duplicated(fd, copy)))
     }
 
     fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int,
-    if let Some(_entry) = fdtable::lookup(fd).filter(|_| is_dup(cmd)) => {
+    if let Some(_dup: ()) = (is_dup(cmd) && (fdtable::lookup(fd).is_some() || fdtable::is_candidate(fd))).then_some(()) => {
         // SAFETY: the caller's arguments.
         let copy = unsafe { crate::real::fcntl64(fd, cmd, arg) };
         crate::export::Done(crate::errno::check(duplicated(fd, copy)))

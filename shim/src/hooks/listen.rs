@@ -4,7 +4,6 @@
 //! The namespace's net.ipv4.tcp_fastopen needs the server bit (0x2).
 
 use crate::config::{self, Mode};
-use crate::export::Real;
 use crate::kernel;
 use crate::log::debug;
 use libc::c_int;
@@ -29,6 +28,13 @@ export! {
                 debug!("fd {fd}: listener on port {port} takes Fast Open (queue {})", server.queue_length);
             }
         }
-        Real
+        // A listener is not a connection: libtfo forgets it (a pending
+        // error of an earlier life is not a listener's either).
+        // SAFETY: the caller's arguments.
+        let result = crate::errno::check(unsafe { crate::real::listen(fd, backlog) });
+        if result.is_ok() {
+            crate::fdtable::forget(fd);
+        }
+        crate::export::Done(result)
     }
 }

@@ -36,6 +36,27 @@ pub fn unsent(fd: c_int) -> Option<&'static Entry> {
     fdtable::lookup(fd).filter(|e| e.conn.is_unsent())
 }
 
+/// The bytes an iovec array describes: 0 when there are none, `usize::MAX`
+/// when the kernel will refuse the array (it answers then).
+pub fn vector_len(iov: *const libc::iovec, count: c_int) -> usize {
+    match count {
+        0 => 0,
+        c if !(0..=libc::UIO_MAXIOV).contains(&c) => usize::MAX,
+        c if !kernel::readable(iov.cast(), c as usize * std::mem::size_of::<libc::iovec>()) => usize::MAX,
+        // SAFETY: readable for `count` iovecs (checked above).
+        c => unsafe { std::slice::from_raw_parts(iov, c as usize) }.iter().fold(0usize, |a, v| a.saturating_add(v.iov_len)),
+    }
+}
+
+/// preadv2/pwritev2's RWF_NOWAIT acts as MSG_DONTWAIT on a socket.
+pub fn rwf_flags(flags: c_int) -> c_int {
+    if flags & libc::RWF_NOWAIT != 0 {
+        libc::MSG_DONTWAIT
+    } else {
+        0
+    }
+}
+
 /// True while the socket under a deferred entry really has sent no SYN.
 /// After fork() another process may have sent the SYN of a shared socket;
 /// then this process catches up (Deferred → Kernel) and says false. A

@@ -12,7 +12,7 @@
 //! the read is the real one.
 
 use super::syn::{self, auto_unsent, Outcome};
-use super::{attention, still_unsent};
+use super::{attention, rwf_flags, still_unsent, vector_len};
 use crate::errno::Errno;
 use crate::export::{Answer, Done, Real};
 use crate::fdtable::Entry;
@@ -61,23 +61,13 @@ fn before_read(fd: c_int, entry: &Entry, flags: c_int, len: usize) -> Answer<ssi
     }
 }
 
-/// Total length of an iovec array (`usize::MAX` when it cannot be read:
-/// the kernel then answers).
-fn iov_len(iov: *const iovec, count: c_int) -> usize {
-    if iov.is_null() || count <= 0 {
-        return if count == 0 { 0 } else { usize::MAX };
-    }
-    // SAFETY: the caller's array of `count` iovecs (readv/recvmsg contract).
-    unsafe { std::slice::from_raw_parts(iov, count as usize) }.iter().fold(0usize, |a, v| a.saturating_add(v.iov_len))
-}
-
 fn msg_len(msg: *const msghdr) -> usize {
-    if msg.is_null() {
+    if !kernel::readable(msg.cast(), std::mem::size_of::<msghdr>()) {
         return usize::MAX;
     }
-    // SAFETY: recvmsg's contract: a non-null msghdr.
+    // SAFETY: readable (checked above).
     let msg = unsafe { &*msg };
-    iov_len(msg.msg_iov, msg.msg_iovlen as c_int)
+    vector_len(msg.msg_iov, msg.msg_iovlen as c_int)
 }
 
 macro_rules! read_hooks {
@@ -96,10 +86,23 @@ read_hooks! {
     fn recv(fd, buf: *mut c_void, len: size_t, flags: c_int) flags = flags, len = len;
     fn recvfrom(fd, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len;
     fn recvmsg(fd, msg: *mut msghdr, flags: c_int) flags = flags, len = msg_len(msg);
-    fn readv(fd, iov: *const iovec, count: c_int) flags = 0, len = iov_len(iov, count);
+    fn readv(fd, iov: *const iovec, count: c_int) flags = 0, len = vector_len(iov, count);
     fn __read_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t) flags = 0, len = len;
     fn __recv_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) flags = flags, len = len;
     fn __recvfrom_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len;
+}
+
+export_fd! {
+    /// preadv2 with offset -1 is readv on a socket (another offset: ESPIPE).
+    fn preadv2(fd: c_int, iov: *const iovec, count: c_int, offset: libc::off_t, flags: c_int) -> ssize_t,
+    if let Some(entry) = attention(fd).filter(|_| offset == -1) => {
+        before_read(fd, entry, rwf_flags(flags), vector_len(iov, count))
+    }
+
+    fn preadv64v2(fd: c_int, iov: *const iovec, count: c_int, offset: libc::off_t, flags: c_int) -> ssize_t,
+    if let Some(entry) = attention(fd).filter(|_| offset == -1) => {
+        before_read(fd, entry, rwf_flags(flags), vector_len(iov, count))
+    }
 }
 
 export_fd! {

@@ -35,23 +35,32 @@ fn real_set(fd: c_int, value: *const c_void, len: socklen_t) -> SysResult<c_int>
     crate::errno::check(unsafe { crate::real::setsockopt(fd, libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, value, len) })
 }
 
-/// TCP options the kernel refuses (EINVAL) unless the socket is in CLOSE
-/// or LISTEN: a deferred socket is in SYN_SENT to the kernel.
-fn state_checked(level: c_int, name: c_int) -> bool {
-    level == libc::IPPROTO_TCP && matches!(name, libc::TCP_FASTOPEN | kernel::TCP_FASTOPEN_NO_COOKIE)
+/// TCP options the kernel checks against the socket's state: an emulated
+/// deferred socket is in SYN_SENT to the kernel, CLOSE underneath.
+/// TCP_FASTOPEN and TCP_FASTOPEN_NO_COOKIE need CLOSE or LISTEN; a
+/// TCP_WINDOW_CLAMP of 0 needs CLOSE. `None`: the kernel's answer is right.
+fn state_checked(level: c_int, name: c_int, value: *const c_void, len: socklen_t) -> Option<Errno> {
+    if level != libc::IPPROTO_TCP || !matches!(name, libc::TCP_FASTOPEN | kernel::TCP_FASTOPEN_NO_COOKIE | libc::TCP_WINDOW_CLAMP) {
+        return None;
+    }
+    // The kernel checks the length and reads the value first.
+    if (len as c_int) < std::mem::size_of::<c_int>() as c_int {
+        return Some(Errno(libc::EINVAL));
+    }
+    if !kernel::readable(value, std::mem::size_of::<c_int>()) {
+        return Some(Errno(libc::EFAULT));
+    }
+    // SAFETY: readable (checked above).
+    let v = unsafe { std::ptr::read_unaligned(value as *const c_int) };
+    (name != libc::TCP_WINDOW_CLAMP || v == 0).then_some(Errno(libc::EINVAL))
 }
 
 export! {
     fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, len: socklen_t) -> c_int {
-        if state_checked(level, name) && super::unsent(fd).is_some_and(|e| e.conn.engine() == Engine::Emulated && super::still_unsent(fd, e)) {
-            // The kernel checks the length and reads the value first.
-            if (len as c_int) < std::mem::size_of::<c_int>() as c_int {
-                return Done(Err(Errno(libc::EINVAL)));
+        if let Some(e) = state_checked(level, name, value, len) {
+            if super::unsent(fd).is_some_and(|e| e.conn.engine() == Engine::Emulated && super::still_unsent(fd, e)) {
+                return Done(Err(e));
             }
-            if value.is_null() {
-                return Done(Err(Errno(libc::EFAULT)));
-            }
-            return Done(Err(Errno(libc::EINVAL)));
         }
         if !is_fastopen_connect(level, name) || config::get().mode == Mode::Off {
             return Real;
@@ -71,8 +80,14 @@ export! {
 /// The options whose answer libtfo may have to give itself.
 fn is_ours(level: c_int, name: c_int) -> bool {
     is_fastopen_connect(level, name)
-        || (level == libc::SOL_SOCKET && name == libc::SO_ERROR)
+        || (level == libc::SOL_SOCKET && matches!(name, libc::SO_ERROR | libc::SO_PEERNAME))
         || (level == libc::IPPROTO_TCP && name == libc::TCP_INFO)
+        || is_route_mtu(level, name)
+}
+
+/// IP_MTU / IPV6_MTU: the route's MTU, known once the socket has a route.
+fn is_route_mtu(level: c_int, name: c_int) -> bool {
+    (level == libc::IPPROTO_IP && name == libc::IP_MTU) || (level == libc::IPPROTO_IPV6 && name == libc::IPV6_MTU)
 }
 
 export_fd! {
@@ -91,6 +106,14 @@ export_fd! {
         }
         if conn.is_confirming() {
             syn::resolve(fd, entry, true);
+        }
+        let emulated_unsent = conn.engine() == Engine::Emulated && conn.is_unsent() && super::still_unsent(fd, entry);
+        if level == libc::SOL_SOCKET && name == libc::SO_PEERNAME {
+            // SAFETY: getsockopt's contract for `value` and `len`.
+            return if emulated_unsent { Done(unsafe { peer_name(&conn.endpoints().remote, value, len) }) } else { Real };
+        }
+        if is_route_mtu(level, name) {
+            return if emulated_unsent { Done(route_mtu(conn.family(), &conn.endpoints().remote, level, name, value, len)) } else { Real };
         }
         if level == libc::SOL_SOCKET {
             // SO_ERROR: sk_getsockopt() refuses a negative length first.
@@ -133,6 +156,46 @@ unsafe fn tcp_info(fd: c_int, entry: &Entry, value: *mut c_void, len: *mut sockl
     Done(result)
 }
 
+/// SO_PEERNAME of a deferred socket: the kernel names the peer of a socket
+/// in SYN_SENT here (unlike getpeername), and refuses a buffer larger than
+/// the address.
+///
+/// # Safety
+/// getsockopt's contract for `value` and `len`.
+unsafe fn peer_name(remote: &crate::addr::SockAddr, value: *mut c_void, len: *mut socklen_t) -> SysResult<c_int> {
+    if !kernel::readable(len.cast(), std::mem::size_of::<socklen_t>()) {
+        return Err(Errno(libc::EFAULT));
+    }
+    // SAFETY: readable (checked above).
+    let want = unsafe { *len } as c_int;
+    if want < 0 || remote.len() < want as socklen_t {
+        return Err(Errno(libc::EINVAL));
+    }
+    if want > 0 {
+        if value.is_null() {
+            return Err(Errno(libc::EFAULT));
+        }
+        // SAFETY: the caller's buffer of `want` bytes (getsockopt's contract).
+        unsafe { std::ptr::copy_nonoverlapping(remote.as_ptr().cast::<u8>(), value.cast::<u8>(), want as usize) };
+    }
+    Ok(0)
+}
+
+/// IP_MTU / IPV6_MTU of a deferred socket: the route's MTU, asked of a UDP
+/// socket connected to the same destination (it sends nothing).
+fn route_mtu(family: c_int, remote: &crate::addr::SockAddr, level: c_int, name: c_int, value: *mut c_void, len: *mut socklen_t) -> SysResult<c_int> {
+    // SAFETY: plain socket creation.
+    let probe = crate::errno::check(unsafe { crate::real::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: a valid address; then the caller's buffer, as getsockopt's contract.
+    let result = unsafe {
+        crate::errno::check(crate::real::connect(probe, remote.as_ptr(), remote.len()))
+            .and_then(|_| crate::errno::check(crate::real::getsockopt(probe, level, name, value, len)))
+    };
+    // SAFETY: closing the probe socket.
+    unsafe { crate::real::close(probe) };
+    result
+}
+
 /// The checks of do_tcp_setsockopt(), in its order (spec §3).
 ///
 /// # Safety
@@ -166,7 +229,11 @@ unsafe fn set_fastopen_connect(fd: c_int, value: *const c_void, len: socklen_t) 
         return Err(Errno(libc::EINVAL));
     }
     match tracked {
-        Some(entry) => entry.conn.set_option(v),
+        // An entry a dup made before the option: it learns its family now.
+        Some(entry) => {
+            entry.conn.set_family(family);
+            entry.conn.set_option(v)
+        }
         // Setting 0 on a socket we never tracked changes nothing observable.
         None if v == 0 => {}
         None => match fdtable::track(fd) {

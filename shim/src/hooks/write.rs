@@ -1,14 +1,14 @@
 //! The write family. The first write on a deferred socket sends the SYN
 //! with its data (`syn::first_write`); every later write is the real call.
 
-use super::attention;
+use super::{attention, rwf_flags, vector_len};
 use super::syn::{self, first_write, Payload};
 use crate::errno::{check, Errno};
 use crate::export::{Answer, Done, Real};
 use crate::fdtable::{self, Entry};
 use crate::kernel::{self, MSG_FASTOPEN};
 use crate::real;
-use crate::state::{Phase, FLAG_COOKIE_REQUESTED};
+use crate::state::{Phase, FLAG_COOKIE_REQUESTED, FLAG_KERNEL_CONNECTING};
 use libc::{c_int, c_uint, c_void, iovec, loff_t, mmsghdr, msghdr, off_t, size_t, sockaddr, socklen_t, ssize_t};
 
 export_fd! {
@@ -19,36 +19,55 @@ export_fd! {
 
     fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t,
     if let Some(entry) = attention_or_fastopen(fd, flags) => {
-        stale_fastopen(entry, flags).unwrap_or_else(|| first_write(fd, entry, Payload::Buf(buf, len), flags))
+        stale_fastopen(fd, entry, flags)
+            // SAFETY: the caller's arguments, passed on.
+            .or_else(|| own_fastopen(fd, entry, flags, || unsafe { real::send(fd, buf, len, flags) }))
+            .unwrap_or_else(|| first_write(fd, entry, Payload::Buf(buf, len), flags))
     }
 
     /// A deferred socket ignores the address given here and uses connect()'s.
     fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t,
     if let Some(entry) = attention_or_fastopen(fd, flags) => {
-        stale_fastopen(entry, flags).unwrap_or_else(|| first_write(fd, entry, Payload::Buf(buf, len), flags))
+        stale_fastopen(fd, entry, flags)
+            // SAFETY: the caller's arguments, passed on.
+            .or_else(|| own_fastopen(fd, entry, flags, || unsafe { real::sendto(fd, buf, len, flags, addr, alen) }))
+            .unwrap_or_else(|| with_given_address(fd, entry, given_address(addr, alen as i32, false), Payload::Buf(buf, len), flags))
     }
 
+    /// A msghdr the kernel could not read is the kernel's to refuse (EFAULT).
     fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t,
-    if let Some(entry) = attention_or_fastopen(fd, flags).filter(|_| !msg.is_null()) => {
-        // SAFETY: sendmsg's contract: a non-null `msg` points to a msghdr.
-        let msg = unsafe { *msg };
-        stale_fastopen(entry, flags).unwrap_or_else(|| first_write(fd, entry, Payload::Msg(msg), flags))
+    if let Some(entry) = attention_or_fastopen(fd, flags).filter(|_| readable_msg(msg)) => {
+        // SAFETY: readable (checked by the guard).
+        let message = unsafe { *msg };
+        let given = given_address(message.msg_name.cast_const().cast(), message.msg_namelen as i32, true);
+        stale_fastopen(fd, entry, flags)
+            // SAFETY: the caller's arguments, passed on.
+            .or_else(|| own_fastopen(fd, entry, flags, || unsafe { real::sendmsg(fd, msg, flags) }))
+            .unwrap_or_else(|| with_given_address(fd, entry, given, Payload::Msg(message), flags))
     }
 
+    /// A vector of no bytes never reaches the socket (the VFS answers 0).
     fn writev(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t,
-    if let Some(entry) = attention(fd) => {
-        // SAFETY: an all-zero msghdr is valid; we fill the fields writev has.
-        let mut msg: msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = iov as *mut iovec;
-        msg.msg_iovlen = count.max(0) as _;
-        first_write(fd, entry, Payload::Msg(msg), 0)
+    if let Some(entry) = attention(fd).filter(|_| vector_len(iov, count) != 0) => {
+        first_write(fd, entry, vector(iov, count), 0)
+    }
+
+    /// pwritev2 with offset -1 is writev on a socket (another offset: ESPIPE).
+    fn pwritev2(fd: c_int, iov: *const iovec, count: c_int, offset: off_t, flags: c_int) -> ssize_t,
+    if let Some(entry) = attention(fd).filter(|_| offset == -1 && vector_len(iov, count) != 0) => {
+        first_write(fd, entry, vector(iov, count), rwf_flags(flags))
+    }
+
+    fn pwritev64v2(fd: c_int, iov: *const iovec, count: c_int, offset: off_t, flags: c_int) -> ssize_t,
+    if let Some(entry) = attention(fd).filter(|_| offset == -1 && vector_len(iov, count) != 0) => {
+        first_write(fd, entry, vector(iov, count), rwf_flags(flags))
     }
 
     /// The kernel sends each message in turn: the first one is the deferred
     /// write, the rest go out as usual. An error after the first message is
     /// not reported, as __sys_sendmmsg does.
     fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, count: c_uint, flags: c_int) -> c_int,
-    if let Some(entry) = attention(fd).filter(|_| !msgs.is_null() && count > 0) => {
+    if let Some(entry) = attention(fd).filter(|_| count > 0 && readable_msg(msgs.cast_const().cast())) => {
         // SAFETY: sendmmsg's contract: `msgs` points to `count` entries.
         let first = unsafe { &mut *msgs };
         match first_write(fd, entry, Payload::Msg(first.msg_hdr), flags) {
@@ -67,13 +86,13 @@ export_fd! {
     /// (read with pread, so only what was sent is consumed), the rest by the
     /// real sendfile.
     fn sendfile(out: c_int, input: c_int, offset: *mut off_t, count: size_t) -> ssize_t,
-    if let Some(entry) = attention(out) => {
+    if let Some(entry) = attention(out).filter(|_| count != 0) => {
         // SAFETY: sendfile's contract for `offset`.
         unsafe { sendfile_deferred(entry, out, input, offset, count) }
     }
 
     fn sendfile64(out: c_int, input: c_int, offset: *mut off_t, count: size_t) -> ssize_t,
-    if let Some(entry) = attention(out) => {
+    if let Some(entry) = attention(out).filter(|_| count != 0) => {
         // SAFETY: as for sendfile (off_t is 64 bits here).
         unsafe { sendfile_deferred(entry, out, input, offset, count) }
     }
@@ -82,9 +101,22 @@ export_fd! {
     /// copied with tee() (not consumed), sent in the SYN, and then exactly
     /// the bytes sent are taken out of the pipe.
     fn splice(input: c_int, in_offset: *mut loff_t, out: c_int, out_offset: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t,
-    if let Some(entry) = attention(out).filter(|e| e.conn.is_unsent()) => {
+    if let Some(entry) = attention(out).filter(|_| len != 0) => {
+        if !entry.conn.is_unsent() {
+            // Only a pending error (or an outcome to see) to report first.
+            return first_write(out, entry, Payload::Buf(std::ptr::null(), 0), 0);
+        }
         splice_deferred(entry, input, out, len, flags)
     }
+}
+
+/// An iovec array as the payload of a first write.
+fn vector(iov: *const iovec, count: c_int) -> Payload {
+    // SAFETY: an all-zero msghdr is valid; we fill the fields writev has.
+    let mut msg: msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov as *mut iovec;
+    msg.msg_iovlen = count.max(0) as _;
+    Payload::Msg(msg)
 }
 
 /// Like `attention`, and also any tracked socket when MSG_FASTOPEN is given.
@@ -101,12 +133,99 @@ fn attention_or_fastopen(fd: c_int, flags: c_int) -> Option<&'static Entry> {
 /// kernel never frees that request (until a disconnect), so it answers
 /// EALREADY, even once connected (spec §7). A disabled client bit is
 /// checked first, by the real call.
-fn stale_fastopen(entry: &Entry, flags: c_int) -> Option<Answer<ssize_t>> {
+fn stale_fastopen(fd: c_int, entry: &Entry, flags: c_int) -> Option<Answer<ssize_t>> {
     let conn = &entry.conn;
     if flags & MSG_FASTOPEN == 0 || !conn.has_flag(FLAG_COOKIE_REQUESTED) || conn.phase() != Phase::Kernel {
         return None;
     }
+    // A failed connection (CLOSE) freed the request.
+    if kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) {
+        return None;
+    }
     kernel::client_fastopen_enabled().then_some(Done(Err(Errno(libc::EALREADY))))
+}
+
+/// A msghdr and its iovec array can be read (else the kernel says EFAULT).
+fn readable_msg(msg: *const msghdr) -> bool {
+    if !kernel::readable(msg.cast(), std::mem::size_of::<msghdr>()) {
+        return false;
+    }
+    // SAFETY: readable (checked above).
+    let msg = unsafe { &*msg };
+    msg.msg_iovlen == 0 || kernel::readable(msg.msg_iov.cast_const().cast(), msg.msg_iovlen.saturating_mul(std::mem::size_of::<iovec>()))
+}
+
+/// What the kernel's deferred socket makes of an address given to
+/// sendto()/sendmsg() (it sends to connect()'s destination anyway).
+enum GivenAddress {
+    Fine,
+    /// Refused before anything is sent: EINVAL (length), EFAULT,
+    /// EOPNOTSUPP (AF_UNSPEC).
+    Refused(Errno),
+    /// Shorter than a family: the SYN with data leaves, then EINVAL
+    /// (__inet_stream_connect checks the length after tcp_connect()).
+    TooShort,
+}
+
+/// move_addr_to_kernel() (sendto: a length over 128 is EINVAL; sendmsg:
+/// truncated), then tcp_sendmsg_fastopen()'s AF_UNSPEC check.
+fn given_address(addr: *const sockaddr, len: i32, sendmsg: bool) -> GivenAddress {
+    if addr.is_null() {
+        return GivenAddress::Fine;
+    }
+    let max = std::mem::size_of::<libc::sockaddr_storage>() as i32;
+    if len < 0 || (!sendmsg && len > max) {
+        return GivenAddress::Refused(Errno(libc::EINVAL));
+    }
+    let len = len.min(max) as usize;
+    if !kernel::readable(addr.cast(), len) {
+        return GivenAddress::Refused(Errno(libc::EFAULT));
+    }
+    if len < std::mem::size_of::<libc::sa_family_t>() {
+        return GivenAddress::TooShort;
+    }
+    // SAFETY: at least the family is readable (checked above).
+    if c_int::from(unsafe { (*addr).sa_family }) == libc::AF_UNSPEC {
+        return GivenAddress::Refused(Errno(libc::EOPNOTSUPP));
+    }
+    GivenAddress::Fine
+}
+
+/// The first write of an explicit deferred socket, with the address the
+/// program gave judged as the kernel would.
+fn with_given_address(fd: c_int, entry: &Entry, given: GivenAddress, payload: Payload, flags: c_int) -> Answer<ssize_t> {
+    if entry.conn.is_auto() || !entry.conn.is_unsent() {
+        return first_write(fd, entry, payload, flags);
+    }
+    match given {
+        GivenAddress::Fine => first_write(fd, entry, payload, flags),
+        GivenAddress::Refused(e) => Done(Err(e)),
+        // The kernel does not wait for the handshake it started.
+        GivenAddress::TooShort => match first_write(fd, entry, payload, flags | libc::MSG_DONTWAIT) {
+            Done(Ok(_) | Err(Errno(libc::EINPROGRESS))) => Done(Err(Errno(libc::EINVAL))),
+            other => other,
+        },
+    }
+}
+
+/// The program's own Fast Open (MSG_FASTOPEN) on an explicit socket that is
+/// not deferred (armed, or disconnected): the kernel does it, and libtfo
+/// follows — the SYN left, and with it any error of an earlier life
+/// (tcp_connect_init clears sk_err).
+fn own_fastopen(fd: c_int, entry: &Entry, flags: c_int, call: impl FnOnce() -> ssize_t) -> Option<Answer<ssize_t>> {
+    let conn = &entry.conn;
+    if flags & MSG_FASTOPEN == 0 || conn.is_auto() || conn.phase() != Phase::Armed {
+        return None;
+    }
+    let result = check(call());
+    if matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))) {
+        conn.set_pending_error(0);
+        conn.connected_without_deferral(false);
+        let waited = flags & libc::MSG_DONTWAIT == 0 && !kernel::is_nonblocking(fd);
+        conn.set_flag(FLAG_KERNEL_CONNECTING, !waited);
+        super::epoll::release(fd, entry);
+    }
+    Some(Done(result))
 }
 
 /// At most this much goes through the first write of sendfile() or splice().
@@ -142,8 +261,9 @@ fn splice_deferred(entry: &Entry, input: c_int, out: c_int, len: size_t, flags: 
     }
     let answer = first_write(out, entry, Payload::Buf(chunk.as_ptr().cast(), got as size_t), send_flags);
     if let Done(Ok(sent)) = answer {
+        let sent = sent as usize;
         // Take exactly the bytes that went out from the caller's pipe.
-        let mut left = sent as usize;
+        let mut left = sent;
         while left > 0 {
             // SAFETY: reading into our own buffer.
             let n = unsafe { real::read(input, chunk.as_mut_ptr().cast(), left.min(chunk.len())) };
@@ -151,6 +271,15 @@ fn splice_deferred(entry: &Entry, input: c_int, out: c_int, len: size_t, flags: 
                 break;
             }
             left -= n as usize;
+        }
+        // Without SPLICE_F_NONBLOCK the kernel's splice waits for the
+        // socket whatever its O_NONBLOCK: only the SYN's share went, so the
+        // rest follows once the handshake is done.
+        if sent < len && sent < got as usize && flags & libc::SPLICE_F_NONBLOCK == 0 {
+            let _ = kernel::wait_for(out, libc::POLLOUT, None);
+            // SAFETY: the caller's pipe and our socket, the rest of the length.
+            let rest = unsafe { real::splice(input, std::ptr::null_mut(), out, std::ptr::null_mut(), len - sent, flags) };
+            return Done(Ok((sent + rest.max(0) as usize) as ssize_t));
         }
     }
     answer
@@ -192,6 +321,17 @@ unsafe fn sendfile_deferred(entry: &Entry, out: c_int, input: c_int, offset: *mu
     } else {
         // SAFETY: as above, through the caller's pointer.
         unsafe { *offset = advanced };
+    }
+    // sendfile waits for the socket unless the *input* is non-blocking,
+    // whatever the socket's O_NONBLOCK (do_sendfile): when only the SYN's
+    // share went, the rest follows once the handshake is done.
+    // SAFETY: F_GETFL takes no argument.
+    let input_nonblocking = unsafe { real::fcntl(input, libc::F_GETFL, 0) } & libc::O_NONBLOCK != 0;
+    if (sent as usize) < chunk.len() && !input_nonblocking && (sent as size_t) < count {
+        let _ = kernel::wait_for(out, libc::POLLOUT, None);
+        // SAFETY: the caller's arguments, with the count reduced.
+        let rest = unsafe { real::sendfile(out, input, offset, count - sent as size_t) };
+        return Done(Ok(sent + rest.max(0)));
     }
     if sent as size_t >= count || (sent as usize) < chunk.len() {
         return Done(Ok(sent));

@@ -34,8 +34,10 @@ pub fn trace(scenario: &Scenario, mode: Mode) -> String {
     text
 }
 
-/// What comparing one sequence gave.
+/// What comparing one sequence gave (a divergence is rare; its size does
+/// not matter).
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     Same,
     /// Two native runs differed, or two libtfo runs differed differently:
