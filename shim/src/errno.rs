@@ -31,7 +31,7 @@ pub fn set(value: c_int) {
     unsafe { *libc::__errno_location() = value }
 }
 
-/// The return types of the C calls libtfo hooks: -1 means "see errno".
+/// The return types of the C calls libtfo hooks: -1 (or NULL) means "see errno".
 pub trait CResult: Copy + PartialEq {
     const FAILED: Self;
 }
@@ -42,6 +42,11 @@ impl CResult for c_int {
 
 impl CResult for ssize_t {
     const FAILED: Self = -1;
+}
+
+/// popen's FILE pointer: NULL means "see errno".
+impl CResult for *mut libc::c_void {
+    const FAILED: Self = std::ptr::null_mut();
 }
 
 /// A real call's C result as a `SysResult`, errno read at once.

@@ -40,7 +40,7 @@ macro_rules! real_functions {
                 let p = resolve(concat!(stringify!($name), "\0"), &SLOT, &WARNED);
                 if p.is_null() {
                     crate::errno::set(libc::ENOSYS);
-                    return -1 as $ret;
+                    return <$ret as crate::errno::CResult>::FAILED;
                 }
                 // SAFETY: the symbol of this name in libc has exactly this C
                 // signature, and the caller upholds its contract.
@@ -114,6 +114,8 @@ real_functions! {
     fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int;
     fn execvpe(file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int;
     fn fexecve(fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int;
+    fn execveat(dirfd: c_int, path: *const c_char, argv: *const *const c_char, envp: *const *const c_char, flags: c_int) -> c_int;
+    fn popen(command: *const c_char, mode: *const c_char) -> *mut c_void;
     fn posix_spawn(pid: *mut pid_t, path: *const c_char, actions: *const c_void, attr: *const c_void, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int;
     fn posix_spawnp(pid: *mut pid_t, file: *const c_char, actions: *const c_void, attr: *const c_void, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int;
     fn system(command: *const c_char) -> c_int;

@@ -114,6 +114,10 @@ pub struct Endpoints {
 /// so a later MSG_FASTOPEN gives EALREADY (spec §7).
 pub const FLAG_COOKIE_REQUESTED: u32 = 1;
 
+/// The socket listens: the kernel's poll reports no error for a listener,
+/// whatever an earlier life left pending.
+pub const FLAG_LISTENING: u32 = 4;
+
 /// The kernel socket is "connecting" to the socket layer (SS_CONNECTING): a
 /// SYN left through a call that did not wait for its outcome. A connect()
 /// then reports a failure the kernel saw (sk_err, else ECONNABORTED) before

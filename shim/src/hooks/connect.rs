@@ -282,6 +282,12 @@ fn explicit_connect(fd: c_int, entry: &Entry, dest: Option<SockAddr>, unspec: bo
         if phase == crate::state::Phase::Armed {
             conn.connected_without_deferral(false);
         }
+        // The kernel sees this connect: its socket layer is reset by it
+        // (a disconnect also frees a cookie request).
+        conn.set_flag(FLAG_KERNEL_CONNECTING, false);
+        if unspec {
+            conn.set_flag(crate::state::FLAG_COOKIE_REQUESTED, false);
+        }
         return Real;
     }
     // Back in CLOSE after an RST, timeout or disconnect. A failure no

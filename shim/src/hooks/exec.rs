@@ -64,6 +64,11 @@ export! {
         crate::export::Real
     }
 
+    fn execveat(dirfd: c_int, path: *const c_char, argv: *const *const c_char, envp: *const *const c_char, flags: c_int) -> c_int {
+        before_exec();
+        crate::export::Real
+    }
+
     fn posix_spawn(pid: *mut pid_t, path: *const c_char, actions: *const c_void, attr: *const c_void, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int {
         complete_inherited();
         crate::export::Real
@@ -78,6 +83,23 @@ export! {
         complete_inherited();
         crate::export::Real
     }
+}
+
+/// popen runs a shell that inherits the program's fds (glibc spawns it
+/// internally, out of reach of the posix_spawn hook). It returns a FILE
+/// pointer, so it is exported by hand rather than through `export!`.
+///
+/// # Safety
+/// popen's contract.
+#[no_mangle]
+pub unsafe extern "C" fn popen(command: *const c_char, mode: *const c_char) -> *mut c_void {
+    let saved = crate::errno::get();
+    if std::panic::catch_unwind(complete_inherited).is_err() {
+        crate::log::panic_in_hook("popen");
+    }
+    crate::errno::set(saved);
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { real::popen(command, mode) }
 }
 
 /// execl, execlp and execle: exported jumps to their C implementations in

@@ -28,12 +28,15 @@ export! {
                 debug!("fd {fd}: listener on port {port} takes Fast Open (queue {})", server.queue_length);
             }
         }
-        // A listener is not a connection: libtfo forgets it (a pending
-        // error of an earlier life is not a listener's either).
+        // A listener is not a connection: the kernel answers for it from
+        // now on (its option value and a pending error stay readable).
         // SAFETY: the caller's arguments.
         let result = crate::errno::check(unsafe { crate::real::listen(fd, backlog) });
-        if result.is_ok() {
-            crate::fdtable::forget(fd);
+        if let (Ok(_), Some(entry)) = (result, crate::fdtable::lookup(fd)) {
+            entry.conn.set_flag(crate::state::FLAG_LISTENING, true);
+            if entry.conn.phase() == crate::state::Phase::Armed {
+                entry.conn.connected_without_deferral(false);
+            }
         }
         crate::export::Done(result)
     }

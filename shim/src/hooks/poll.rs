@@ -205,7 +205,7 @@ fn poll_once(entries: &mut [pollfd], caller_waits: bool, real_poll: &impl Fn(boo
         let Some(entry) = attention(p.fd).filter(|_| result.is_ok()) else { continue };
         if entry.conn.is_confirming() && syn::resolve(p.fd, entry, true) == Outcome::Retried {
             retried = true;
-        } else if entry.conn.pending_error() != 0 {
+        } else if entry.conn.pending_error() != 0 && !entry.conn.has_flag(crate::state::FLAG_LISTENING) {
             // The real socket already says POLLOUT|POLLHUP, so it is counted.
             p.revents |= libc::POLLERR;
         }

@@ -23,14 +23,26 @@ use libc::{c_int, c_void, iovec, mmsghdr, msghdr, size_t, sockaddr, socklen_t, s
 
 /// Reads the kernel answers the same on a deferred socket and on the
 /// unconnected one under an emulated socket: MSG_ERRQUEUE (never waits),
-/// MSG_OOB (EINVAL: no urgent data) and zero-length reads (0 at once).
-fn answered_by_the_kernel(flags: c_int, len: usize) -> bool {
-    flags & (libc::MSG_ERRQUEUE | libc::MSG_OOB) != 0 || len == 0
+/// MSG_OOB (EINVAL: no urgent data), and a read(2)/readv(2) of no bytes,
+/// which the VFS answers (0) before the socket sees it. (A recv of no
+/// bytes does reach TCP, which waits for one byte.)
+fn answered_by_the_kernel(read: Read) -> bool {
+    read.flags & (libc::MSG_ERRQUEUE | libc::MSG_OOB) != 0 || (read.len == 0 && read.vfs)
 }
 
-fn before_read(fd: c_int, entry: &Entry, flags: c_int, len: usize) -> Answer<ssize_t> {
-    let conn = &entry.conn;
-    if !conn.is_auto() && answered_by_the_kernel(flags, len) {
+/// What a read call asks for.
+#[derive(Clone, Copy)]
+struct Read {
+    flags: c_int,
+    /// Bytes wanted (`usize::MAX`: unknown, the kernel will refuse).
+    len: usize,
+    /// read(2), readv(2), preadv2(2): through the VFS, not recv.
+    vfs: bool,
+}
+
+fn before_read(fd: c_int, entry: &Entry, read: Read) -> Answer<ssize_t> {
+    let (conn, flags) = (&entry.conn, read.flags);
+    if !conn.is_auto() && answered_by_the_kernel(read) {
         return Real;
     }
     if conn.is_auto() {
@@ -71,37 +83,37 @@ fn msg_len(msg: *const msghdr) -> usize {
 }
 
 macro_rules! read_hooks {
-    ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr, len = $len:expr; )*) => {
+    ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr, len = $len:expr, vfs = $vfs:expr; )*) => {
         export_fd! {$(
             fn $name($fd: c_int $(, $arg: $ty)*) -> ssize_t,
             if let Some(entry) = attention($fd) => {
-                before_read($fd, entry, $flags, $len)
+                before_read($fd, entry, Read { flags: $flags, len: $len, vfs: $vfs })
             }
         )*}
     };
 }
 
 read_hooks! {
-    fn read(fd, buf: *mut c_void, len: size_t) flags = 0, len = len;
-    fn recv(fd, buf: *mut c_void, len: size_t, flags: c_int) flags = flags, len = len;
-    fn recvfrom(fd, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len;
-    fn recvmsg(fd, msg: *mut msghdr, flags: c_int) flags = flags, len = msg_len(msg);
-    fn readv(fd, iov: *const iovec, count: c_int) flags = 0, len = vector_len(iov, count);
-    fn __read_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t) flags = 0, len = len;
-    fn __recv_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) flags = flags, len = len;
-    fn __recvfrom_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len;
+    fn read(fd, buf: *mut c_void, len: size_t) flags = 0, len = len, vfs = true;
+    fn recv(fd, buf: *mut c_void, len: size_t, flags: c_int) flags = flags, len = len, vfs = false;
+    fn recvfrom(fd, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len, vfs = false;
+    fn recvmsg(fd, msg: *mut msghdr, flags: c_int) flags = flags, len = msg_len(msg), vfs = false;
+    fn readv(fd, iov: *const iovec, count: c_int) flags = 0, len = vector_len(iov, count), vfs = true;
+    fn __read_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t) flags = 0, len = len, vfs = true;
+    fn __recv_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) flags = flags, len = len, vfs = false;
+    fn __recvfrom_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len, vfs = false;
 }
 
 export_fd! {
     /// preadv2 with offset -1 is readv on a socket (another offset: ESPIPE).
     fn preadv2(fd: c_int, iov: *const iovec, count: c_int, offset: libc::off_t, flags: c_int) -> ssize_t,
     if let Some(entry) = attention(fd).filter(|_| offset == -1) => {
-        before_read(fd, entry, rwf_flags(flags), vector_len(iov, count))
+        before_read(fd, entry, Read { flags: rwf_flags(flags), len: vector_len(iov, count), vfs: true })
     }
 
     fn preadv64v2(fd: c_int, iov: *const iovec, count: c_int, offset: libc::off_t, flags: c_int) -> ssize_t,
     if let Some(entry) = attention(fd).filter(|_| offset == -1) => {
-        before_read(fd, entry, rwf_flags(flags), vector_len(iov, count))
+        before_read(fd, entry, Read { flags: rwf_flags(flags), len: vector_len(iov, count), vfs: true })
     }
 }
 
@@ -109,7 +121,7 @@ export_fd! {
     fn recvmmsg(fd: c_int, msgs: *mut mmsghdr, count: libc::c_uint, flags: c_int, timeout: *mut timespec) -> c_int,
     if let Some(entry) = attention(fd) => {
         let len = if msgs.is_null() || count == 0 { usize::MAX } else { msg_len(msgs.cast_const().cast()) };
-        match before_read(fd, entry, flags, len) {
+        match before_read(fd, entry, Read { flags, len, vfs: false }) {
             Real => Real,
             Done(r) => Done(r.map(|n| n as c_int)),
         }
