@@ -176,6 +176,7 @@ fn usable_dir(dir: &str) -> bool {
 /// `ip` failed Fast Open: start or extend its backoff. `kernel_drops` is
 /// the kernel's own SYN-drop count for it, when known.
 pub fn record(ip: IpAddr, reason: Reason, kernel_drops: u32) {
+    crate::memo::forget(ip);
     let Some(dir) = config::get().state_dir() else { return };
     if !usable_dir(dir) {
         return;
