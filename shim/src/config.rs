@@ -55,9 +55,20 @@ pub struct Config {
     pub server: Option<Server>,
     /// TFO_STATS: a directory, or a file pattern where `%p` is the pid.
     pub stats: Option<String>,
-    /// Failure memory: where, and the first backoff in seconds.
-    pub state_dir: Option<String>,
+    /// Failure memory: where (TFO_STATE_DIR; see `state_dir()`), and the
+    /// first backoff in seconds.
+    state_dir: Option<String>,
+    default_state_dir: OnceLock<Option<String>>,
     pub backoff_secs: u64,
+}
+
+impl Config {
+    /// The failure memory's directory: TFO_STATE_DIR, else the default,
+    /// settled on first use (building it allocates, which the constructor
+    /// avoids: see `init`).
+    pub fn state_dir(&self) -> Option<&str> {
+        self.state_dir.as_deref().or_else(|| self.default_state_dir.get_or_init(default_state_dir).as_deref())
+    }
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -72,6 +83,9 @@ pub fn get() -> &'static Config {
     CONFIG.get().unwrap_or_else(|| BEFORE_INIT.get_or_init(|| Config { mode: Mode::Off, ..defaults(None) }))
 }
 
+/// Nothing here allocates: with no TFO_* variable set (the common case,
+/// every process under /etc/ld.so.preload), loading libtfo leaves malloc
+/// untouched, and a process that never opens a socket pays nothing more.
 fn defaults(state_dir: Option<String>) -> Config {
     Config {
         mode: Mode::Auto,
@@ -82,6 +96,7 @@ fn defaults(state_dir: Option<String>) -> Config {
         server: None,
         stats: None,
         state_dir,
+        default_state_dir: OnceLock::new(),
         backoff_secs: 600,
     }
 }
@@ -90,9 +105,34 @@ fn defaults(state_dir: Option<String>) -> Config {
 /// the warnings about values it did not understand.
 pub fn init() -> Vec<String> {
     let env = Env { secure: secure_mode(), warnings: Vec::new() };
+    if env.secure || !any_tfo_variable() {
+        let _ = CONFIG.set(defaults(None));
+        return Vec::new();
+    }
     let (config, warnings) = read(env);
     let _ = CONFIG.set(config);
     warnings
+}
+
+/// Whether the environment names any TFO_* variable. A scan of `environ`
+/// without std's lock or an allocation, so that the usual case, none, costs
+/// the constructor a few hundred instructions.
+fn any_tfo_variable() -> bool {
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: at load no other thread runs yet; environ is null or a
+    // null-terminated array of NUL-terminated strings.
+    unsafe {
+        let mut entry = environ;
+        while !entry.is_null() && !(*entry).is_null() {
+            if std::ffi::CStr::from_ptr(*entry).to_bytes().starts_with(b"TFO_") {
+                return true;
+            }
+            entry = entry.add(1);
+        }
+    }
+    false
 }
 
 struct Env {
@@ -119,7 +159,7 @@ impl Env {
 }
 
 fn read(mut env: Env) -> (Config, Vec<String>) {
-    let state_dir = env.raw("TFO_STATE_DIR").filter(|d| !d.is_empty()).or_else(default_state_dir);
+    let state_dir = env.raw("TFO_STATE_DIR").filter(|d| !d.is_empty());
     let mut c = defaults(state_dir);
     c.mode = env.setting("TFO_MODE", parse_mode, Mode::Auto, "auto, explicit or off", "auto");
     c.backend = env.setting("TFO_BACKEND", parse_backend, Backend::Auto, "auto, kernel or emulate", "auto");

@@ -93,9 +93,13 @@ macro_rules! export_fd {
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
             #[cold]
             #[inline(never)]
-            #[allow(unused_variables, clippy::too_many_arguments)]
+            #[allow(unused_variables, clippy::too_many_arguments, improper_ctypes_definitions)]
             // The entry comes last so the C arguments stay in their registers.
-            unsafe fn tracked($($arg: $ty,)* $found: $fty) -> $ret {
+            // The C ABI (a Rust caller and callee, so any layout agrees)
+            // says it cannot unwind (its body is guarded): the export then
+            // needs no unwinding scope of its own, and with five arguments
+            // or fewer both paths are tail calls, the fast path frameless.
+            unsafe extern "C" fn tracked($($arg: $ty,)* $found: $fty) -> $ret {
                 let caller_errno = $crate::errno::get();
                 let answer = $crate::export::guarded(stringify!($name), || -> $crate::export::Answer<$ret> { $body });
                 match $crate::export::finish(caller_errno, answer) {

@@ -148,7 +148,7 @@ fn read(dir: &str, ip: IpAddr) -> Option<Record> {
 
 /// True while `ip` is in its backoff period: connect without Fast Open.
 pub fn in_backoff(ip: IpAddr) -> bool {
-    let Some(dir) = config::get().state_dir.as_deref() else { return false };
+    let Some(dir) = config::get().state_dir() else { return false };
     read(dir, ip).is_some_and(|r| r.until > now_secs())
 }
 
@@ -176,7 +176,8 @@ fn usable_dir(dir: &str) -> bool {
 /// `ip` failed Fast Open: start or extend its backoff. `kernel_drops` is
 /// the kernel's own SYN-drop count for it, when known.
 pub fn record(ip: IpAddr, reason: Reason, kernel_drops: u32) {
-    let Some(dir) = config::get().state_dir.as_deref() else { return };
+    crate::memo::forget(ip);
+    let Some(dir) = config::get().state_dir() else { return };
     if !usable_dir(dir) {
         return;
     }

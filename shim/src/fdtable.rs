@@ -197,7 +197,10 @@ pub fn forget(fd: c_int) {
 
 fn entry(index: u32) -> &'static Entry {
     let index = index as usize;
-    let chunk = CHUNKS[index / CHUNK_LEN].load(Ordering::Acquire);
+    // Every index handed out is below MAX_FDS, so the mask changes nothing;
+    // it replaces a bounds check whose panic path would give every export
+    // a stack frame (the fast path is frameless without it).
+    let chunk = CHUNKS[(index / CHUNK_LEN) % MAX_CHUNKS].load(Ordering::Acquire);
     // SAFETY: an index is only ever handed out after its chunk was published
     // (allocate), chunks are never freed, and CHUNK_LEN entries follow `chunk`.
     unsafe { &*chunk.add(index % CHUNK_LEN) }

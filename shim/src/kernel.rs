@@ -158,35 +158,43 @@ pub fn with_local_port(fd: c_int, family: c_int, local: SockAddr) -> Option<Sock
     local_address(fd).ok()
 }
 
-/// The source address the kernel will use for `fd` towards `dest`: the bound
-/// address in `local` (its getsockname()) if there is one, else the one
-/// routing picks. Routing is asked by connecting a throwaway UDP socket,
-/// which sends nothing. `None` means no route (or no address): the caller
-/// lets the kernel connect and report it.
-pub fn source_for(fd: c_int, local: &SockAddr, dest: &SockAddr) -> Option<IpAddr> {
-    // A socket bound to a broadcast or multicast address sends from the
-    // address routing picks (inet_bind leaves inet_saddr 0 for them).
-    let usable = |ip: &IpAddr| match ip {
-        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
-        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
-    };
-    if let Some(ip) = local.ip().filter(usable) {
-        return Some(ip);
+/// What steers routing for a socket besides its destination: SO_MARK and
+/// SO_BINDTODEVICE (the interface name, zero-padded; empty when unbound).
+#[derive(Clone, Copy, Debug, Default, Hash, PartialEq, Eq)]
+pub struct Steering {
+    pub mark: u32,
+    pub device: [u8; libc::IFNAMSIZ],
+}
+
+/// SO_MARK and SO_BINDTODEVICE of `fd` (zero where unset or unreadable).
+pub fn steering(fd: c_int) -> Steering {
+    let mut steering = Steering::default();
+    let mut mark = [0u8; 4];
+    for (option, out) in [(libc::SO_MARK, &mut mark[..]), (libc::SO_BINDTODEVICE, &mut steering.device[..])] {
+        let mut len = out.len() as socklen_t;
+        // SAFETY: `out` and `len` are valid for writing `len` bytes.
+        if unsafe { real::getsockopt(fd, libc::SOL_SOCKET, option, out.as_mut_ptr().cast::<c_void>(), &mut len) } != 0 {
+            out.fill(0);
+        }
     }
+    steering.mark = u32::from_ne_bytes(mark);
+    steering
+}
+
+/// The source address routing picks towards `dest` for a socket steered
+/// as `steering`: a throwaway UDP socket is connected there (which sends
+/// nothing) and asked its address. `None` means no route (or no address):
+/// the caller lets the kernel connect and report it.
+pub fn route_source(dest: &SockAddr, steering: &Steering) -> Option<IpAddr> {
     // SAFETY: plain socket creation.
     let probe = check(unsafe { real::socket(dest.family(), libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }).ok()?;
-    // SO_MARK and SO_BINDTODEVICE steer routing; copy them when set.
-    for option in [libc::SO_MARK, libc::SO_BINDTODEVICE] {
-        let mut value = [0u8; libc::IFNAMSIZ];
-        let mut vlen = value.len() as socklen_t;
-        // SAFETY: value and vlen are valid for writing and reading.
-        unsafe {
-            if real::getsockopt(fd, libc::SOL_SOCKET, option, value.as_mut_ptr().cast::<c_void>(), &mut vlen) == 0
-                && value[..vlen as usize].iter().any(|&b| b != 0)
-            {
-                real::setsockopt(probe, libc::SOL_SOCKET, option, value.as_ptr().cast(), vlen);
-            }
-        }
+    if steering.mark != 0 {
+        let _ = set_int_option(probe, libc::SOL_SOCKET, libc::SO_MARK, steering.mark as c_int);
+    }
+    let device_len = steering.device.iter().position(|&b| b == 0).unwrap_or(steering.device.len());
+    if device_len > 0 {
+        // SAFETY: the name and its length, within the array.
+        unsafe { real::setsockopt(probe, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, steering.device.as_ptr().cast(), device_len as socklen_t) };
     }
     // SAFETY: `dest` is a valid address of its length.
     let connected = check(unsafe { real::connect(probe, dest.as_ptr(), dest.len()) }).is_ok();

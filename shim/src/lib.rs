@@ -16,7 +16,8 @@
 //! * [`state`]: the deferred-connect state machine (every transition);
 //!   [`retain`]: SYN data kept for a retry; [`watch`]: an epoll instance's
 //!   recorded registrations; [`fdtable`]: which fds are ours, lock-free;
-//!   [`failures`]: failure memory; [`stats`]: counters.
+//!   [`failures`]: failure memory; [`stats`]: counters; [`memo`]: the
+//!   emulation's route and cookie answers, kept for a second.
 //! * `hooks::*`: one module per family of intercepted calls.
 //! * [`export`]: the C edge (errno written here, panics stopped here).
 
@@ -35,6 +36,7 @@ mod kernel;
 mod lock;
 #[macro_use]
 mod log;
+mod memo;
 mod policy;
 mod real;
 mod retain;

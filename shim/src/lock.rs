@@ -65,6 +65,13 @@ impl<T> OwnedLock<T> {
         }
     }
 
+    /// The lock if it is free now, without waiting: for caches, where a
+    /// busy lock (or one a fork child inherited held) just means a miss.
+    pub fn try_lock(&self) -> Option<Guard<'_, T>> {
+        let me = current_tid();
+        self.owner.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).ok().map(|_| Guard { lock: self })
+    }
+
     /// In a fork child: whoever held the lock is gone.
     pub fn reset_after_fork(&self) {
         self.owner.store(0, Ordering::Release);

@@ -4,19 +4,21 @@
 
 use std::net::IpAddr;
 
-/// A set of TCP ports, as a bitmap: membership is one load.
+/// A set of TCP ports, as a bitmap: membership is one load. `all` (the
+/// default) has no bitmap: it costs the library's constructor nothing,
+/// where 8 KiB written would cost every process two page faults.
 #[derive(Clone)]
 pub struct PortSet {
-    bits: Box<[u64; 1024]>,
+    bits: Option<Box<[u64; 1024]>>,
 }
 
 impl PortSet {
     pub fn all() -> Self {
-        PortSet { bits: Box::new([u64::MAX; 1024]) }
+        PortSet { bits: None }
     }
 
     pub fn contains(&self, port: u16) -> bool {
-        self.bits[port as usize / 64] & (1 << (port % 64)) != 0
+        self.bits.as_ref().is_none_or(|bits| bits[port as usize / 64] & (1 << (port % 64)) != 0)
     }
 
     /// `all`, or ports and ranges separated by commas or spaces: `80,443,8000-8999`.
@@ -43,7 +45,7 @@ impl PortSet {
             }
             any = true;
         }
-        any.then_some(PortSet { bits })
+        any.then_some(PortSet { bits: Some(bits) })
     }
 }
 
@@ -94,6 +96,8 @@ fn items(text: &str) -> impl Iterator<Item = &str> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ranges {
     All,
+    /// 127.0.0.0/8 and ::1/128 (the default exclusion), without allocating.
+    Loopback,
     Some(Vec<Cidr>),
 }
 
@@ -103,12 +107,13 @@ impl Ranges {
     }
 
     pub fn loopback() -> Self {
-        Ranges::Some(vec![Cidr::parse("127.0.0.0/8").unwrap(), Cidr::parse("::1/128").unwrap()])
+        Ranges::Loopback
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         match self {
             Ranges::All => true,
+            Ranges::Loopback => canonical(ip).is_loopback(),
             Ranges::Some(list) => list.iter().any(|c| c.contains(ip)),
         }
     }

@@ -10,16 +10,20 @@ use libc::{c_char, c_int, c_uint, c_void, iovec, msghdr, nfds_t, off_t, pollfd, 
 use libc::{epoll_event, fd_set, loff_t, mmsghdr, pid_t, sockaddr, socklen_t, ssize_t, timespec, timeval};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-/// Looks `name` (NUL-terminated) up in the objects loaded after libtfo. A
-/// missing symbol is reported the first time only (`warned`).
+/// Looks `name` (NUL-terminated) up in the objects loaded after libtfo and
+/// keeps it in `slot`. A missing symbol is reported the first time only
+/// (`warned`) and left unresolved (the next call asks again).
 #[cold]
 fn resolve(name: &'static str, slot: &AtomicPtr<c_void>, warned: &AtomicBool) -> *mut c_void {
     // SAFETY: `name` is a NUL-terminated literal; dlsym has no other precondition.
     let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr() as *const c_char) };
-    if p.is_null() && !warned.swap(true, Ordering::Relaxed) {
-        crate::log::warn_missing_symbol(name);
+    if p.is_null() {
+        if !warned.swap(true, Ordering::Relaxed) {
+            crate::log::warn_missing_symbol(name);
+        }
+    } else {
+        slot.store(p, Ordering::Relaxed);
     }
-    slot.store(p, Ordering::Relaxed);
     p
 }
 
@@ -28,15 +32,14 @@ macro_rules! real_functions {
         #[inline(always)]
         #[allow(clippy::missing_safety_doc)]
         pub unsafe fn $name($($arg: $ty),*) -> $ret {
-            static SLOT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
-            static WARNED: AtomicBool = AtomicBool::new(false);
             type Real = unsafe extern "C" fn($($ty),*) -> $ret;
 
-            // Both paths end in a tail call, so a hook that only passes a
-            // call through needs no stack frame of its own.
+            /// The slot's first value: resolves the real function, then
+            /// calls it. A C function, so it cannot unwind and a call to
+            /// it is a plain tail call.
             #[cold]
             #[inline(never)]
-            unsafe fn first_call($($arg: $ty),*) -> $ret {
+            unsafe extern "C" fn first_call($($arg: $ty),*) -> $ret {
                 let p = resolve(concat!(stringify!($name), "\0"), &SLOT, &WARNED);
                 if p.is_null() {
                     crate::errno::set(libc::ENOSYS);
@@ -47,13 +50,14 @@ macro_rules! real_functions {
                 unsafe { std::mem::transmute::<*mut c_void, Real>(p)($($arg),*) }
             }
 
-            let p = SLOT.load(Ordering::Relaxed);
-            if p.is_null() {
-                // SAFETY: the caller upholds the C function's contract.
-                return unsafe { first_call($($arg),*) };
-            }
-            // SAFETY: as in first_call.
-            unsafe { std::mem::transmute::<*mut c_void, Real>(p)($($arg),*) }
+            // Never null: a hook that passes a call through is a load and
+            // a jump, with no test and no stack frame.
+            static SLOT: AtomicPtr<c_void> = AtomicPtr::new(first_call as Real as *mut c_void);
+            static WARNED: AtomicBool = AtomicBool::new(false);
+
+            // SAFETY: SLOT holds `first_call` or the libc function of this
+            // name, both of this C signature; the caller upholds its contract.
+            unsafe { std::mem::transmute::<*mut c_void, Real>(SLOT.load(Ordering::Relaxed))($($arg),*) }
         }
     )*};
 }

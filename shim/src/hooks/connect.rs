@@ -25,7 +25,7 @@ use crate::kernel::{self, MSG_FASTOPEN, TCP_FASTOPEN_CONNECT, TCP_SYN_SENT, TFO_
 use crate::log::{debug, warning};
 use crate::state::{Endpoints, Engine, Wait, FLAG_KERNEL_CONNECTING};
 use crate::stats::{self, Counter};
-use crate::{failures, policy, real};
+use crate::{failures, memo, policy, real};
 use libc::{c_int, sockaddr, socklen_t};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -332,7 +332,7 @@ fn explicit_connect(fd: c_int, entry: &Entry, dest: Option<SockAddr>, unspec: bo
 /// Returns the local address a deferred socket reports.
 fn deferral(fd: c_int, family: c_int, dest: &SockAddr, ip: IpAddr) -> Option<SockAddr> {
     let local = kernel::local_address(fd).ok()?;
-    let source = kernel::source_for(fd, &local, dest)?;
+    let source = memo::source_for(fd, &local, dest)?;
     // The cookie first: with one (the common case) the no-cookie knobs do
     // not matter, and reading them costs four system calls. Connecting to
     // the wildcard address is connecting to the local host.
@@ -360,7 +360,7 @@ fn no_cookie_mode(fd: c_int) -> bool {
 
 fn has_cookie(dest: IpAddr, source: IpAddr) -> bool {
     static WARNED: AtomicBool = AtomicBool::new(false);
-    match cookie_store::has_cookie(dest, Some(source)) {
+    memo::has_cookie(dest, source, || match cookie_store::has_cookie(dest, Some(source)) {
         Ok(cached) => cached,
         Err(e) => {
             if !WARNED.swap(true, Ordering::Relaxed) {
@@ -368,7 +368,7 @@ fn has_cookie(dest: IpAddr, source: IpAddr) -> bool {
             }
             false
         }
-    }
+    })
 }
 
 /// No cookie: the SYN leaves now and asks for one. A zero-length

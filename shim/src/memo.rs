@@ -1,0 +1,174 @@
+//! The emulation's questions to the kernel, answered from memory for a
+//! second: which source address routing picks towards a destination, and
+//! whether the kernel holds a Fast Open cookie for (source, destination).
+//! Asked afresh, they cost an emulated connect() eight system calls (a UDP
+//! socket connected as a route probe, a netlink exchange with tcp_metrics)
+//! and most of its time; remembered, a connect() to a recent destination
+//! costs about what the kernel's own deferred connect does.
+//!
+//! The rule (what may differ from asking each time):
+//! * an answer is kept at most [`TTL_MS`], so a new route, a new address
+//!   or a cookie the kernel dropped (a flush, an eviction) is seen within a
+//!   second. A dropped cookie makes one connect() defer where the kernel's
+//!   would have sent its SYN; the first write then sends the kernel's own
+//!   cookie request, with the data after the handshake;
+//! * only positive answers are kept: "no route" and "no cookie" are asked
+//!   again every time, so a cookie just obtained is used at once, and an
+//!   error is always the kernel's own, fresh;
+//! * a Fast Open failure towards a destination ([`forget`], called by the
+//!   failure memory) drops what is known of it at once.
+//!
+//! Bounded: [`SLOTS`] entries, direct-mapped by a hash of the question; a
+//! new answer replaces whatever shared its slot. A slot that is busy (or
+//! that a fork child inherited locked) is a miss: the question is asked.
+
+use crate::addr::SockAddr;
+use crate::kernel::{self, Steering};
+use crate::lock::OwnedLock;
+use crate::policy::canonical;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
+/// How long an answer is believed.
+pub const TTL_MS: u64 = 1000;
+
+const SLOTS: usize = 64;
+
+#[derive(Clone, Copy, Hash, PartialEq, Eq)]
+enum Question {
+    /// The source address towards (destination, port), for a socket steered so.
+    Route { dest: IpAddr, port: u16, steering: Steering },
+    /// A cookie is cached for (destination, source).
+    Cookie { dest: IpAddr, source: IpAddr },
+}
+
+impl Question {
+    fn dest(&self) -> IpAddr {
+        match *self {
+            Question::Route { dest, .. } | Question::Cookie { dest, .. } => canonical(dest),
+        }
+    }
+
+    fn slot(&self) -> &'static OwnedLock<Option<Answer>> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.hash(&mut hasher);
+        &TABLE[hasher.finish() as usize % SLOTS]
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Answer {
+    question: Question,
+    /// The source address (Route); the destination again (Cookie).
+    ip: IpAddr,
+    expires_ms: u64,
+}
+
+static TABLE: [OwnedLock<Option<Answer>>; SLOTS] = [const { OwnedLock::new(None) }; SLOTS];
+
+fn recall(question: Question) -> Option<IpAddr> {
+    let slot = question.slot().try_lock()?;
+    slot.filter(|a| a.question == question && a.expires_ms > kernel::monotonic_ms()).map(|a| a.ip)
+}
+
+fn remember(question: Question, ip: IpAddr) {
+    if let Some(mut slot) = question.slot().try_lock() {
+        *slot = Some(Answer { question, ip, expires_ms: kernel::monotonic_ms() + TTL_MS });
+    }
+}
+
+/// The source address the kernel will use for `fd` towards `dest`: the
+/// address `fd` is bound to (`local`, its getsockname()) if any, else the
+/// one routing picks (remembered, or asked with a probe). `None` means no
+/// route: the caller lets the kernel connect and report it.
+pub fn source_for(fd: libc::c_int, local: &SockAddr, dest: &SockAddr) -> Option<IpAddr> {
+    // A socket bound to a broadcast or multicast address sends from the
+    // address routing picks (inet_bind leaves inet_saddr 0 for them).
+    let usable = |ip: &IpAddr| match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    };
+    if let Some(ip) = local.ip().filter(usable) {
+        return Some(ip);
+    }
+    let steering = kernel::steering(fd);
+    // Not canonical: a mapped destination is asked on an IPv6 socket, and
+    // its answer is an IPv6 (mapped) source.
+    let question = Question::Route { dest: dest.ip()?, port: dest.port(), steering };
+    if let Some(source) = recall(question) {
+        return Some(source);
+    }
+    let source = kernel::route_source(dest, &steering)?;
+    remember(question, source);
+    Some(source)
+}
+
+/// Whether the kernel holds a cookie for (`dest`, `source`): remembered
+/// when it did within the last second, else asked with `ask`.
+pub fn has_cookie(dest: IpAddr, source: IpAddr, ask: impl FnOnce() -> bool) -> bool {
+    let question = Question::Cookie { dest: canonical(dest), source: canonical(source) };
+    if recall(question).is_some() {
+        return true;
+    }
+    let cached = ask();
+    if cached {
+        remember(question, question.dest());
+    }
+    cached
+}
+
+/// Fast Open failed towards `dest`: forget every answer about it.
+pub fn forget(dest: IpAddr) {
+    let dest = canonical(dest);
+    for slot in &TABLE {
+        if let Some(mut answer) = slot.try_lock() {
+            if answer.is_some_and(|a| a.question.dest() == dest) {
+                *answer = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_positive_cookie_answers_are_remembered_and_forget_drops_them() {
+        let (dest, source) = (ip("192.0.2.7"), ip("192.0.2.1"));
+        assert!(!has_cookie(dest, source, || false));
+        let mut asked = false;
+        assert!(has_cookie(dest, source, || {
+            asked = true;
+            true
+        }));
+        assert!(asked, "a negative answer was remembered");
+        assert!(has_cookie(dest, source, || panic!("asked again within the second")));
+        // The mapped form is the same destination, as in the kernel's cache.
+        assert!(has_cookie(ip("::ffff:192.0.2.7"), source, || panic!("asked again for the mapped form")));
+        assert!(has_cookie(dest, ip("192.0.2.2"), || true), "another source is another question");
+        forget(dest);
+        assert!(!has_cookie(dest, source, || false), "forgotten, so asked again");
+    }
+
+    #[test]
+    fn answers_expire() {
+        let question = Question::Cookie { dest: ip("192.0.2.9"), source: ip("192.0.2.1") };
+        *question.slot().lock().unwrap() = Some(Answer { question, ip: ip("192.0.2.9"), expires_ms: kernel::monotonic_ms() - 1 });
+        assert!(recall(question).is_none());
+    }
+
+    #[test]
+    fn a_busy_slot_is_a_miss() {
+        let question = Question::Cookie { dest: ip("192.0.2.11"), source: ip("192.0.2.1") };
+        remember(question, ip("192.0.2.11"));
+        let held = question.slot().lock().unwrap();
+        assert!(recall(question).is_none());
+        drop(held);
+        assert!(recall(question).is_some());
+    }
+}
