@@ -51,7 +51,7 @@ impl Payload {
         }
     }
 
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         match self {
             Payload::Buf(_, len) => *len,
             Payload::Msg(_) => self.iov().iter().fold(0usize, |a, v| a.saturating_add(v.iov_len)),
