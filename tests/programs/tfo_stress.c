@@ -379,6 +379,14 @@ static void one_connection(struct worker *w, long conn)
 			goto bad;
 		} while (at < end);
 	}
+	/* A program that set TCP_FASTOPEN_CONNECT owns the kernel's semantics: a
+	 * shutdown while the SYN is in flight would drop the connection, so it
+	 * waits for the handshake (writable) first. Auto mode does this for
+	 * programs that never asked. */
+	if (explicit_option && nonblocking && !wait_for(fd, POLLOUT)) {
+		fail(conn, "never connected");
+		goto bad;
+	}
 	while (shutdown(fd, SHUT_WR) < 0) {
 		if (errno != EINTR) {
 			fail(conn, "shutdown: %s", strerror(errno));

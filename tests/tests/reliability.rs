@@ -129,3 +129,74 @@ fn sendmmsg_never_leaves_a_hole_after_a_short_first_message() {
     let trace = tfo_tests::assert_same_trace(&Netns::primed(), "127.0.0.1", &["socket", "nonblock", "setopt=1", "connect", "sendmmsg=100000"]);
     assert!(trace.contains(" 1 lens=") && trace.contains(",0,0"), "{trace}");
 }
+
+/// Runs tfo_signals cases in one namespace (the Fast Open echo server 50 ms
+/// away each way, so a handshake takes 100 ms and a 30 ms alarm lands in
+/// it). A case naming `connect` starts without a cookie; the others with one.
+/// Prints `case CASE: LINE;LINE;...`.
+fn signal_cases(prefix: &str, cases: &[&str]) -> String {
+    let mut body = String::from("set -u\nS=$TFO_EXAMPLES/tfo_signals\n");
+    for case in cases {
+        let (options, call) = case.rsplit_once(' ').unwrap_or(("", case));
+        let cookie = if call == "connect" { "ip tcp_metrics flush all" } else { "$TFO_EXAMPLES/tfo_client 198.18.0.2 7000 prime > /dev/null" };
+        body += &format!("{cookie}\necho \"case {case}: $({prefix} $S {options} 198.18.0.2 7000 {call} 2>&1 | tr '\\n' ';')\"\n");
+    }
+    let netns = Netns { delay: Some(50), time_limit: Some(120), ..Netns::default() };
+    let (out, ok) = script(&netns, &body);
+    assert!(ok, "{out}");
+    out
+}
+
+/// The case lines of `signal_cases`' output, by case.
+fn case_lines(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("case ")?.split_once(": ").map(|(c, r)| (c.to_string(), r.to_string())))
+        .collect()
+}
+
+/// EINTR in blocking connect, write, read and poll, with and without
+/// SA_RESTART, with and without SO_RCVTIMEO: a program that sets
+/// TCP_FASTOPEN_CONNECT gets the kernel's results under libtfo's emulation
+/// (explicit mode), line for line. (The kernel's own results include one
+/// surprise: a first write interrupted after its data left in the SYN says
+/// EINTR, or is restarted and sends the data again; libtfo gives the same.)
+#[test]
+fn signals_interrupt_explicit_blocking_calls_as_the_kernel_does() {
+    let cases = [
+        "-x connect", "-x -r connect", "-x write", "-x -r write", "-x read", "-x -r read", "-x -r -t 150 read", "-x -t 150 read",
+        "-x poll", "-x -r poll",
+    ];
+    let native = case_lines(&signal_cases("env", &cases));
+    let shim = case_lines(&signal_cases("env LD_PRELOAD=$TFO_LIB TFO_MODE=explicit TFO_BACKEND=emulate", &cases));
+    assert_eq!(native.len(), cases.len(), "{native:?}");
+    for ((case, n), (_, s)) in native.iter().zip(&shim) {
+        assert!(n.contains("+SIGALRM"), "{case}: the signal must land in the call: {n}");
+        assert_eq!(n, s, "{case}: kernel (left) and libtfo (right) differ");
+    }
+}
+
+/// The same for programs that never asked (auto mode, both backends): a
+/// signal interrupts their blocking calls as it would on a plain connected
+/// socket, and a signal landing in a first write whose data left in the SYN
+/// never makes them send it twice (the kernel's Fast Open client would say
+/// EINTR, or restart and send it again).
+#[test]
+fn signals_interrupt_auto_mode_blocking_calls_as_on_a_plain_socket() {
+    let compared = ["connect", "-r connect", "read", "-r read", "-r -t 150 read", "poll", "-r poll"];
+    let native = case_lines(&signal_cases("env", &compared));
+    for backend in ["auto", "emulate"] {
+        let prefix = format!("env LD_PRELOAD=$TFO_LIB TFO_MODE=auto TFO_BACKEND={backend} TFO_EXCLUDE=none");
+        let auto = case_lines(&signal_cases(&prefix, &compared));
+        assert_eq!(native.len(), compared.len(), "{native:?}");
+        for ((case, n), (_, a)) in native.iter().zip(&auto) {
+            assert_eq!(n, a, "{backend} {case}: plain (left) and auto mode (right) differ");
+        }
+        for (case, line) in case_lines(&signal_cases(&prefix, &["write", "-r write"])) {
+            // What the write says it took is what reached the server, once.
+            let written: i64 = line.split("write ").nth(1).and_then(|w| w.split([' ', ';']).next()?.parse().ok()).unwrap();
+            let echoed: i64 = line.split("echo ").nth(1).and_then(|w| w.split(';').next()?.parse().ok()).unwrap();
+            assert_eq!(written.max(0), echoed, "{backend} {case}: {line}");
+            assert_eq!(written, 5, "{backend} {case}: the bytes went in the SYN: {line}");
+        }
+    }
+}
