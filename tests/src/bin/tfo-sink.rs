@@ -94,7 +94,7 @@ mod frame {
                         let mut current = word(id, start / 8);
                         for (j, &got) in data[..take].iter().enumerate() {
                             let i = start + j as u64;
-                            if i % 8 == 0 {
+                            if i.is_multiple_of(8) {
                                 current = word(id, i / 8);
                             }
                             let want = (current >> (8 * (i % 8))) as u8;
