@@ -68,20 +68,19 @@ fn limit(seconds: usize) -> Option<u32> {
     Some((60 + seconds * scale()) as u32)
 }
 
-/// Shell helpers: `sink NAME ADDRESS:PORT [NETNS]` starts a tfo-sink (in
-/// the server namespace when NETNS is given) writing to /tmp/sink-NAME;
+/// Shell helpers: `sink NAME ADDRESS:PORT [--netns NETNS] [OPTION...]`
+/// starts a tfo-sink (in the server namespace with --netns) writing to
+/// /tmp/sink-NAME;
 /// `sink_totals NAME` stops it and prints its totals with NAME in front.
 const PRELUDE: &str = r#"
 set -u
 R=$TFO_ROOT; STRESS=$TFO_EXAMPLES/tfo_stress
 declare -A SINKS
 sink() {
-	local name=$1 address=$2 out=/tmp/sink-$1-$$
-	if [ $# -gt 2 ]; then
-		nsenter --net="$3" $R/target/release/tfo-sink "$address" > $out 2> $out.err &
-	else
-		$R/target/release/tfo-sink "$address" > $out 2> $out.err &
-	fi
+	local name=$1 address=$2 out=/tmp/sink-$1-$$ netns=()
+	shift 2
+	if [ "${1:-}" = --netns ]; then netns=(nsenter --net="$2"); shift 2; fi
+	"${netns[@]}" $R/target/release/tfo-sink "$address" "$@" > $out 2> $out.err &
 	SINKS[$name]=$!
 	for _ in $(seq 200); do grep -q ready $out 2>/dev/null && return; sleep 0.02; done
 	echo "sink $name did not start"; cat $out.err; exit 1
@@ -301,7 +300,7 @@ fn eight_threads_of_a_thousand_connections_each() {
 #[test]
 fn streams_arrive_intact_over_a_lossy_path() {
     let n = 200 * scale();
-    let mut body = format!("{PRELUDE}\nsink lossy 198.18.0.2:9000 $TFO_PEER_NETNS\nexport TFO_STATE_DIR=$(mktemp -d)\n");
+    let mut body = format!("{PRELUDE}\nsink lossy 198.18.0.2:9000 --netns $TFO_PEER_NETNS\nexport TFO_STATE_DIR=$(mktemp -d)\n");
     for (i, client) in Client::ALL.iter().enumerate() {
         let name = client.name();
         body += &format!("before=$(fastopen_active)\nfor batch in $(seq 0 {}); do\n", n / 25 - 1);
@@ -354,7 +353,7 @@ fn a_signal_handler_doing_io_fires_during_deferred_writes() {
         let mut body = PRELUDE.to_string();
         body += &match delay {
             None => "sink s 127.0.0.1:9000\n".to_string(),
-            Some(_) => "sink s 198.18.0.2:9000 $TFO_PEER_NETNS\n".to_string(),
+            Some(_) => "sink s 198.18.0.2:9000 --netns $TFO_PEER_NETNS\n".to_string(),
         };
         let mut runs = Vec::new();
         for (i, client) in clients.iter().enumerate() {
@@ -381,4 +380,56 @@ fn a_signal_handler_doing_io_fires_during_deferred_writes() {
         assert_sink(&out, "s", runs.len() * n, bytes);
         eprintln!("signals ({address}): {} connections, {bytes} bytes checked, {signals} signals handled", runs.len() * n);
     }
+}
+
+/// Deferred sockets across threads and processes (tests/programs/tfo_procs.c,
+/// every frame checked by the sink): fork with both sides writing at once,
+/// fork with the child writing, vfork then exec (the exec'd image writes)
+/// or exit, exec and posix_spawn with three deferred sockets (one
+/// close-on-exec), dup2 of a deferred socket over another, dup2 of a pipe
+/// over a deferred socket, dup then close of the original, and a deferred
+/// socket closed by one thread while another races a write on its number
+/// and a third reuses the number for a new connection (to another server,
+/// which must never see the old one's destination used for it).
+#[test]
+fn deferred_sockets_across_threads_and_processes() {
+    let k = 40 * scale();
+    let cases = "fork-both-write fork-child-writes vfork-exec vfork-exit exec-several spawn-several dup2-over dup2-pipe-over dup-close close-reuse";
+    // The second server takes only the racing writes' ids (base + 1000000 on).
+    let mut body = format!("{PRELUDE}\nsink main 127.0.0.1:9000\nsink other 127.0.0.1:9001 --ids 1000000-1999999\n");
+    for (i, client) in Client::ALL.iter().enumerate() {
+        let name = client.name();
+        body += &format!(
+            "before=$(fastopen_active)\n{} timeout {} $TFO_EXAMPLES/tfo_procs {} -b {} -k {k} 127.0.0.1 9000 {cases} | sed 's/^/{name} /'\necho \"status {name} ${{PIPESTATUS[0]}}\"\necho \"fastopen {name} $(($(fastopen_active) - before))\"\n",
+            client.prefix(),
+            50 + 30 * scale(),
+            client.option(),
+            i * 100_000
+        );
+    }
+    body += "sink_totals main\nsink_totals other\n";
+    let (out, ok) = script(&Netns { time_limit: limit(60), ..Netns::default() }, &body);
+    assert!(ok, "{out}");
+    for client in Client::ALL {
+        let name = client.name();
+        assert_eq!(values(&out, &format!("status {name}")), [0], "{name}\n{out}");
+        for case in cases.split(' ') {
+            assert_eq!(values(&out, &format!("{name} case {case} ok")), [k as i64], "{name} {case}\n{out}");
+        }
+        let fastopen = values(&out, &format!("fastopen {name}"))[0];
+        match client {
+            Client::Native => assert_eq!(fastopen, 0, "{out}"),
+            // Eight of the ten cases end with a SYN carrying data (exec ones send it
+            // without, a pipe over the socket none).
+            _ => assert!(fastopen >= (7 * k) as i64, "{name}: the sockets were deferred ({fastopen} SYNs with data)\n{out}"),
+        }
+    }
+    for sink in ["main", "other"] {
+        assert_eq!((sink_total(&out, sink, "bad"), sink_total(&out, sink, "duplicates")), (Some(0), Some(0)), "{sink}\n{out}");
+    }
+    eprintln!(
+        "processes: {} rounds, {} frames checked",
+        4 * 10 * k,
+        sink_total(&out, "main", "frames").unwrap() + sink_total(&out, "other", "frames").unwrap()
+    );
 }

@@ -1,7 +1,10 @@
 //! A verifying sink for the reliability tests: a Fast Open server that
 //! checks every byte it receives against what the client must have sent.
 //!
-//! Usage: tfo-sink ADDRESS:PORT
+//! Usage: tfo-sink ADDRESS:PORT [--ids LOW-HIGH]
+//!
+//! With --ids, a frame whose id lies outside LOW..=HIGH is a bad stream
+//! (the test knows which ids may reach this server).
 //!
 //! A stream is a sequence of frames, each `"TFO1" | id (u32 LE) | length
 //! (u64 LE) | body`, where the body is the keystream of `id` (see
@@ -30,6 +33,8 @@ static BYTES: AtomicU64 = AtomicU64::new(0);
 static BAD: AtomicU64 = AtomicU64::new(0);
 static DUPLICATES: AtomicU64 = AtomicU64::new(0);
 static SEEN: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
+/// The ids this sink accepts (--ids).
+static IDS: std::sync::OnceLock<std::ops::RangeInclusive<u32>> = std::sync::OnceLock::new();
 
 mod frame {
     pub const MAGIC: &[u8; 4] = b"TFO1";
@@ -157,6 +162,9 @@ fn serve(mut conn: TcpStream) {
         let mut seen = SEEN.lock().unwrap();
         let seen = seen.get_or_insert_with(HashSet::new);
         for &id in &stream.frames {
+            if IDS.get().is_some_and(|ids| !ids.contains(&id)) {
+                return Err(format!("frame {id} does not belong to this server"));
+            }
             if !seen.insert(id) {
                 DUPLICATES.fetch_add(1, Relaxed);
                 return Err(format!("frame {id} was received before (a duplicated stream)"));
@@ -181,11 +189,18 @@ fn serve(mut conn: TcpStream) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [address] = <[String; 1]>::try_from(args).unwrap_or_else(|_| {
-        eprintln!("usage: tfo-sink ADDRESS:PORT");
+    let usage = || -> ! {
+        eprintln!("usage: tfo-sink ADDRESS:PORT [--ids LOW-HIGH]");
         std::process::exit(2);
-    });
+    };
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == "--ids") {
+        let Some((low, high)) = args.get(at + 1).and_then(|r| r.split_once('-')) else { usage() };
+        let (Ok(low), Ok(high)) = (low.parse(), high.parse()) else { usage() };
+        IDS.set(low..=high).unwrap();
+        args.drain(at..at + 2);
+    }
+    let [address] = <[String; 1]>::try_from(args).unwrap_or_else(|_| usage());
     // SIGTERM and SIGINT are taken by sigwait in this thread alone: block
     // them before any thread starts (threads inherit the mask).
     // SAFETY: a zeroed sigset_t is valid storage for sigemptyset; the mask
