@@ -10,6 +10,9 @@ EXAMPLES = tfo_client tfo_echo_server tfo_trace
 EXAMPLE_BINS = $(addprefix target/examples/,$(EXAMPLES))
 BENCHES  = fastpath fastpath_count connect_bench
 BENCH_BINS = $(addprefix target/examples/,$(BENCHES))
+# C programs of the reliability tests (tests/programs/*.c).
+TEST_PROGRAMS = tfo_stress tfo_signals tfo_procs
+TEST_PROGRAM_BINS = $(addprefix target/examples/,$(TEST_PROGRAMS))
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -24,7 +27,7 @@ MAN_FILES = $(addprefix target/release/man/,$(addsuffix .1,$(MANPAGES)))
 
 all: build
 
-build: $(EXAMPLE_BINS) $(BENCH_BINS)
+build: $(EXAMPLE_BINS) $(BENCH_BINS) $(TEST_PROGRAM_BINS)
 	cargo build --release --workspace
 	cargo run --release --quiet -p tfo --example mangen -- target/release/man
 
@@ -35,6 +38,10 @@ target/examples/%: examples/%.c
 target/examples/%: bench/%.c
 	@mkdir -p target/examples
 	$(CC) $(CFLAGS) -o $@ $<
+
+target/examples/%: tests/programs/%.c
+	@mkdir -p target/examples
+	$(CC) $(CFLAGS) -pthread -o $@ $<
 
 packages:
 	scripts/ensure-packages

@@ -279,6 +279,30 @@ pub fn wait_for(fd: c_int, events: i16, deadline: Option<timespec>) -> SysResult
     }
 }
 
+/// Whether the kernel would restart a blocking socket call (one without a
+/// socket timeout) that a signal handler interrupted: every signal with a
+/// handler has SA_RESTART. Which signal it was is not known afterwards, so
+/// a mix of handlers with and without SA_RESTART counts as "interrupted".
+pub fn handlers_restart() -> bool {
+    let mut any = false;
+    for signal in 1..=libc::SIGRTMAX() {
+        // SAFETY: an all-zero sigaction is valid storage for the old action.
+        let mut action: libc::sigaction = unsafe { zeroed() };
+        // SAFETY: only reads the disposition (no new action is given).
+        if unsafe { libc::sigaction(signal, std::ptr::null(), &mut action) } != 0 {
+            continue;
+        }
+        if action.sa_sigaction == libc::SIG_DFL || action.sa_sigaction == libc::SIG_IGN {
+            continue;
+        }
+        if action.sa_flags & libc::SA_RESTART == 0 {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 /// CLOCK_MONOTONIC in milliseconds.
 pub fn monotonic_ms() -> u64 {
     let now = after(0);

@@ -436,7 +436,9 @@ impl Connection {
     /// Sleeps while the phase satisfies `waiting`, until `deadline`
     /// (CLOCK_MONOTONIC) if one is given. After a fork, every 100 ms
     /// `unchanged()` is asked too: another process may send the SYN of a
-    /// shared socket without this process's phase word ever changing.
+    /// shared socket without this process's phase word ever changing. A
+    /// signal handler interrupts it as it would the socket call (EINTR, or
+    /// restarted).
     pub fn wait_while(&self, waiting: impl Fn(Phase) -> bool, deadline: Option<timespec>, unchanged: impl Fn() -> bool) -> Wait {
         self.waiters.fetch_add(1, Ordering::AcqRel);
         let result = loop {
@@ -465,6 +467,9 @@ impl Connection {
                 }
                 Err(Errno(libc::ETIMEDOUT)) if unchanged() => continue,
                 Err(Errno(libc::ETIMEDOUT)) => break Wait::Changed,
+                // A timed futex wait is never restarted; the socket call it
+                // stands for is, without a socket timeout, under SA_RESTART.
+                Err(Errno(libc::EINTR)) if deadline.is_none() && kernel::handlers_restart() => continue,
                 Err(Errno(libc::EINTR)) => break Wait::Interrupted,
                 Err(_) => break Wait::Changed, // futex unusable: let the kernel answer
             }

@@ -67,6 +67,12 @@ pub struct Netns {
     /// With `delay`: the relay drops (`drop`), answers with a RST (`reset`)
     /// or strips the data of (`strip`) SYNs carrying data towards 198.18.0.2.
     pub syn_data: Option<String>,
+    /// With `delay`: the relay drops this percentage of the packets in
+    /// each direction at random (seeded by `loss_seed`, default 1).
+    pub loss: Option<f64>,
+    pub loss_seed: Option<u64>,
+    /// Seconds before the run is killed (default 60).
+    pub time_limit: Option<u32>,
     /// Extra environment for the command.
     pub env: Vec<(String, String)>,
 }
@@ -78,9 +84,10 @@ impl Netns {
 
     /// Runs `command` in a fresh namespace and returns its output.
     pub fn run(&self, mode: Mode, command: &[&str]) -> Output {
-        // No run may hang the suite: a stuck program is killed after 60 s.
+        // No run may hang the suite: a stuck program is killed after 60 s
+        // (or the run's own limit).
         let mut cmd = Command::new("timeout");
-        cmd.args(["-k", "5", "60"]).arg(root().join("tests/in-netns"));
+        cmd.args(["-k", "5", &self.time_limit.unwrap_or(60).to_string()]).arg(root().join("tests/in-netns"));
         if self.prime {
             cmd.arg("--prime");
         }
@@ -104,6 +111,12 @@ impl Netns {
         }
         if let Some(mode) = &self.syn_data {
             cmd.args(["--syn-data", mode]);
+        }
+        if let Some(percent) = self.loss {
+            cmd.args(["--loss", &percent.to_string()]);
+        }
+        if let Some(seed) = self.loss_seed {
+            cmd.args(["--loss-seed", &seed.to_string()]);
         }
         if mode != Mode::Native {
             cmd.arg("--preload");

@@ -51,7 +51,7 @@ impl Payload {
         }
     }
 
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         match self {
             Payload::Buf(_, len) => *len,
             Payload::Msg(_) => self.iov().iter().fold(0usize, |a, v| a.saturating_add(v.iov_len)),
@@ -182,40 +182,52 @@ fn syn_gone(fd: c_int, entry: &Entry, with_data_to_confirm: bool) {
 }
 
 /// Auto mode: the program believes it has a connected socket.
+///
+/// The SYN leaves without waiting for the handshake (MSG_DONTWAIT), even
+/// from a blocking socket: the kernel's Fast Open client answers EINTR to a
+/// blocking send that a signal interrupts in the handshake although its data
+/// left in the SYN (or, with SA_RESTART, sends it again), and the program
+/// would send those bytes twice. A blocking write then waits for the
+/// handshake itself and sends the rest ([`finish_blocking`]).
 fn auto_first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int) -> Answer<ssize_t> {
     let nonblocking = flags & libc::MSG_DONTWAIT != 0 || kernel::is_nonblocking(fd);
     let len = payload.len();
-    // A non-blocking first write may be shortened (any write may), so that
-    // what went in the SYN can be kept for a retry after a reset.
+    // What goes in the SYN is cut to what can be kept for a retry after a
+    // reset (any write may be shortened; a blocking one sends the rest).
     let mut iov = [iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
-    let sent_payload = if nonblocking && len > retain::CAPACITY { shorten(&payload, retain::CAPACITY, &mut iov) } else { payload };
-    let result = send_syn(fd, entry, &sent_payload, flags);
+    let sent_payload = if len > retain::CAPACITY { shorten(&payload, retain::CAPACITY, &mut iov) } else { payload };
+    let result = send_syn(fd, entry, &sent_payload, flags | libc::MSG_DONTWAIT);
     match result {
         Ok(n) if n > 0 => {
             stats::count(Counter::SynDataSent);
+            // The outcome comes later: keep the bytes until it does.
+            sent_payload.with_prefix(n as usize, |parts| entry.conn.retained.keep(parts));
+            syn_gone(fd, entry, true);
             if nonblocking {
-                // The outcome comes later: keep the bytes until it does.
-                sent_payload.with_prefix(n as usize, |parts| entry.conn.retained.keep(parts));
-                syn_gone(fd, entry, true);
-            } else {
-                // A blocking write returned after the handshake.
-                syn_gone(fd, entry, true);
-                resolve(fd, entry, false);
+                return Done(result);
             }
-            Done(result)
+            Done(finish_blocking(fd, entry, &payload, n as usize, flags))
         }
         Ok(_) => {
             syn_gone(fd, entry, false);
             Done(result)
         }
         // No data went (an empty write, or the cookie vanished since
-        // connect): the SYN left alone. A connected socket would have taken
-        // the empty write, and asks a longer one to come back (EAGAIN).
-        Err(Errno(libc::EINPROGRESS)) => {
+        // connect): the SYN left alone (EINPROGRESS from the emulation,
+        // EAGAIN from the kernel's deferred socket). A connected socket
+        // would have taken the empty write, and asks a longer one to come
+        // back (EAGAIN); a blocking one waits for the handshake and writes.
+        Err(Errno(libc::EINPROGRESS | libc::EAGAIN)) => {
             syn_gone(fd, entry, false);
-            Done(if len == 0 { Ok(0) } else { Err(Errno(libc::EAGAIN)) })
+            if len == 0 {
+                Done(Ok(0))
+            } else if nonblocking {
+                Done(Err(Errno(libc::EAGAIN)))
+            } else {
+                Done(payload.send(fd, flags, None))
+            }
         }
-        // Blocking, and the SYN with data was refused: by the server (port
+        // The SYN with data was refused at once: by the server (port
         // closed) or by a middlebox that resets SYNs with data. Connecting
         // again without data tells them apart; the program gets its reply.
         Err(Errno(libc::ECONNREFUSED | libc::ECONNRESET)) if len > 0 => {
@@ -235,6 +247,70 @@ fn auto_first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int) ->
         Err(_) => {
             syn_gone(fd, entry, false);
             Done(result)
+        }
+    }
+}
+
+/// A blocking first write whose SYN carried its first `sent` bytes: waits
+/// for the handshake as the blocking write would have (until SO_SNDTIMEO),
+/// acts on its outcome (a reset SYN is retried, a refusal reported), then
+/// sends the rest as a blocking write. A signal during the wait, or an
+/// error after it, ends the write with the bytes accepted so far, as a
+/// blocking write interrupted after some data returns.
+fn finish_blocking(fd: c_int, entry: &Entry, payload: &Payload, sent: usize, flags: c_int) -> SysResult<ssize_t> {
+    let mut ready = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+    let deadline = kernel::deadline(fd, libc::SO_SNDTIMEO);
+    let timeout = deadline.map_or(-1, |d| {
+        let now = kernel::after(0);
+        ((d.tv_sec - now.tv_sec) * 1000 + (d.tv_nsec - now.tv_nsec) / 1_000_000).clamp(0, i32::MAX as i64) as c_int
+    });
+    // SAFETY: one valid pollfd.
+    if unsafe { real::poll(&mut ready, 1, timeout) } <= 0 {
+        return Ok(sent as ssize_t);
+    }
+    resolve(fd, entry, true);
+    if let Some(e) = entry.conn.take_pending_error() {
+        return Err(e);
+    }
+    let len = payload.len();
+    let mut at = sent;
+    while at < len {
+        let mut iov = [iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+        match window(payload, at, &mut iov).send(fd, flags, None) {
+            Ok(n) if n > 0 => at += n as usize,
+            _ => break,
+        }
+    }
+    Ok(at as ssize_t)
+}
+
+/// `payload` from byte `from` on, at most MAX_IOV iovecs of it (rebuilt in
+/// `iov`), without the address and control data its first part carried.
+fn window(payload: &Payload, from: usize, iov: &mut [iovec; MAX_IOV]) -> Payload {
+    match *payload {
+        Payload::Buf(buf, len) => Payload::Buf(buf.cast::<u8>().wrapping_add(from).cast(), len - from.min(len)),
+        Payload::Msg(mut msg) => {
+            let mut skip = from;
+            let mut count = 0;
+            for v in payload.iov() {
+                if count == MAX_IOV {
+                    break;
+                }
+                if skip >= v.iov_len {
+                    skip -= v.iov_len;
+                    continue;
+                }
+                iov[count] = iovec { iov_base: v.iov_base.cast::<u8>().wrapping_add(skip).cast(), iov_len: v.iov_len - skip };
+                skip = 0;
+                count += 1;
+            }
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = count;
+            msg.msg_name = std::ptr::null_mut();
+            msg.msg_namelen = 0;
+            msg.msg_control = std::ptr::null_mut();
+            msg.msg_controllen = 0;
+            Payload::Msg(msg)
         }
     }
 }

@@ -65,16 +65,22 @@ export_fd! {
 
     /// The kernel sends each message in turn: the first one is the deferred
     /// write, the rest go out as usual. An error after the first message is
-    /// not reported, as __sys_sendmmsg does.
+    /// not reported, as __sys_sendmmsg does. A first message cut short (what
+    /// fit in the SYN, or a shortened auto-mode write) ends the call, as on
+    /// the kernel's own deferred socket: the next ones would leave a hole.
     fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, count: c_uint, flags: c_int) -> c_int,
     if let Some(entry) = attention(fd).filter(|_| count > 0 && readable_msg(msgs.cast_const().cast())) => {
         // SAFETY: sendmmsg's contract: `msgs` points to `count` entries.
         let first = unsafe { &mut *msgs };
-        match first_write(fd, entry, Payload::Msg(first.msg_hdr), flags) {
+        let payload = Payload::Msg(first.msg_hdr);
+        match first_write(fd, entry, payload, flags) {
             Real => Real,
             Done(Err(e)) => Done(Err(e)),
             Done(Ok(n)) => {
                 first.msg_len = n as c_uint;
+                if (n as usize) < payload.len() {
+                    return Done(Ok(1));
+                }
                 // SAFETY: the remaining count-1 entries, passed on.
                 let rest = if count > 1 { unsafe { real::sendmmsg(fd, msgs.add(1), count - 1, flags) } } else { 0 };
                 Done(Ok(1 + rest.max(0)))

@@ -2,17 +2,21 @@
 //! round-trip time where the kernel has no netem, and optionally a middlebox
 //! that mistreats TCP SYNs carrying data (Fast Open's first flight).
 //!
-//! Usage: tfo-delay [--syn-data drop|reset|strip] MILLISECONDS NETNS_A NETNS_B
+//! Usage: tfo-delay [--syn-data drop|reset|strip] [--loss PERCENT [--seed N]] MILLISECONDS NETNS_A NETNS_B
 //! Opens a TUN device `tfoa` in NETNS_A (the client side) and `tfob` in
 //! NETNS_B (the server side) (paths such as /proc/PID/ns/net), prints
 //! "ready" once both exist, then forwards every packet from one to the other
 //! MILLISECONDS later (each way). The caller gives the devices their
 //! addresses. With --syn-data, SYNs with data from tfoa towards tfob are
 //! dropped, answered with a RST, or stripped of their data (see syn_data.rs);
-//! each one gives a line on stderr. It runs until SIGTERM or SIGINT, then
-//! prints its counts on stderr:
-//! `tfo-delay: counts forwarded_a_to_b=N forwarded_b_to_a=N syn_data_dropped=N syn_data_reset=N syn_data_stripped=N`
+//! each one gives a line on stderr. With --loss, each direction drops that
+//! percentage of its packets at random (seeded by --seed, default 1; see
+//! loss.rs), SYNs with data included, so TCP's retransmissions are
+//! exercised. It runs until SIGTERM or SIGINT, then prints its counts on
+//! stderr:
+//! `tfo-delay: counts forwarded_a_to_b=N forwarded_b_to_a=N syn_data_dropped=N syn_data_reset=N syn_data_stripped=N lost_a_to_b=N lost_b_to_a=N syn_data_lost=N`
 
+mod loss;
 mod syn_data;
 
 use std::fs::File;
@@ -21,6 +25,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant};
+use loss::Loss;
 use syn_data::{Action, Mode};
 
 const IFF_TUN: libc::c_short = 0x0001;
@@ -33,6 +38,10 @@ static FORWARDED_B_TO_A: AtomicU64 = AtomicU64::new(0);
 static SYN_DATA_DROPPED: AtomicU64 = AtomicU64::new(0);
 static SYN_DATA_RESET: AtomicU64 = AtomicU64::new(0);
 static SYN_DATA_STRIPPED: AtomicU64 = AtomicU64::new(0);
+static LOST_A_TO_B: AtomicU64 = AtomicU64::new(0);
+static LOST_B_TO_A: AtomicU64 = AtomicU64::new(0);
+/// SYNs carrying data among the packets lost at random.
+static SYN_DATA_LOST: AtomicU64 = AtomicU64::new(0);
 
 /// Packets due for writing to one TUN device.
 type Queue = Sender<(Instant, Vec<u8>)>;
@@ -67,15 +76,30 @@ fn writer(mut to: File) -> Queue {
     tx
 }
 
+/// What one direction of the relay does besides delaying.
+struct Direction {
+    syn_data: Option<Mode>,
+    loss: Option<Loss>,
+    forwarded: &'static AtomicU64,
+    lost: &'static AtomicU64,
+}
+
 /// Reads packets from `from` and queues them on `onward`, `delay` later.
 /// With `syn_data`, SYNs with data are treated as the mode says; replies to
-/// the sender go on `back`.
-fn relay(mut from: File, onward: Queue, back: Queue, delay: Duration, syn_data: Option<Mode>, count: &AtomicU64) {
+/// the sender go on `back`. With `loss`, some packets are dropped.
+fn relay(mut from: File, onward: Queue, back: Queue, delay: Duration, mut how: Direction) {
     let mut buf = vec![0u8; 65536];
     while let Ok(n) = from.read(&mut buf) {
+        if how.loss.as_mut().is_some_and(Loss::drop_next) {
+            how.lost.fetch_add(1, Relaxed);
+            if syn_data::is_syn_with_data(&buf[..n]) {
+                SYN_DATA_LOST.fetch_add(1, Relaxed);
+            }
+            continue;
+        }
         let due = Instant::now() + delay;
         let mut packet = buf[..n].to_vec();
-        if let Some(mode) = syn_data {
+        if let Some(mode) = how.syn_data {
             let (action, seen) = syn_data::apply(mode, &mut packet);
             if let Some(seen) = seen {
                 eprintln!("tfo-delay: SYN with data {}: {seen}", mode.past_tense());
@@ -98,7 +122,7 @@ fn relay(mut from: File, onward: Queue, back: Queue, delay: Duration, syn_data: 
         if onward.send((due, packet)).is_err() {
             break;
         }
-        count.fetch_add(1, Relaxed);
+        how.forwarded.fetch_add(1, Relaxed);
     }
     // A TUN device that fails ends the relay, as being killed does.
     // SAFETY: kill on our own pid; SIGTERM is awaited by main's sigwait.
@@ -106,21 +130,27 @@ fn relay(mut from: File, onward: Queue, back: Queue, delay: Duration, syn_data: 
 }
 
 fn usage() -> ! {
-    eprintln!("usage: tfo-delay [--syn-data drop|reset|strip] MILLISECONDS NETNS_A NETNS_B");
+    eprintln!("usage: tfo-delay [--syn-data drop|reset|strip] [--loss PERCENT [--seed N]] MILLISECONDS NETNS_A NETNS_B");
     std::process::exit(2);
+}
+
+/// Takes `--name VALUE` out of `args`, parsed.
+fn option<T>(args: &mut Vec<String>, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+    let at = args.iter().position(|a| a == name)?;
+    let Some(text) = args.get(at + 1) else { usage() };
+    let value = parse(text).unwrap_or_else(|e| {
+        eprintln!("tfo-delay: {e}");
+        usage()
+    });
+    args.drain(at..at + 2);
+    Some(value)
 }
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut syn_data = None;
-    if let Some(at) = args.iter().position(|a| a == "--syn-data") {
-        let Some(mode) = args.get(at + 1) else { usage() };
-        syn_data = Some(mode.parse::<Mode>().unwrap_or_else(|e| {
-            eprintln!("tfo-delay: {e}");
-            usage()
-        }));
-        args.drain(at..at + 2);
-    }
+    let syn_data = option(&mut args, "--syn-data", |m| m.parse::<Mode>());
+    let loss = option(&mut args, "--loss", loss::parse_percent);
+    let seed = option(&mut args, "--seed", |s| s.parse::<u64>().map_err(|_| format!("--seed takes a number, not {s:?}"))).unwrap_or(1);
     let [ms, netns_a, netns_b] = <[String; 3]>::try_from(args).unwrap_or_else(|_| usage());
     let delay = Duration::from_millis(ms.parse().unwrap_or_else(|_| usage()));
 
@@ -151,19 +181,24 @@ fn main() {
     let _ = std::io::stdout().flush();
     {
         let (to_a, to_b) = (to_a.clone(), to_b.clone());
-        std::thread::spawn(move || relay(a, to_b, to_a, delay, syn_data, &FORWARDED_A_TO_B));
+        let how = Direction { syn_data, loss: loss.map(|p| Loss::new(p, seed, 0)), forwarded: &FORWARDED_A_TO_B, lost: &LOST_A_TO_B };
+        std::thread::spawn(move || relay(a, to_b, to_a, delay, how));
     }
-    std::thread::spawn(move || relay(b, to_a.clone(), to_a, delay, None, &FORWARDED_B_TO_A));
+    let how = Direction { syn_data: None, loss: loss.map(|p| Loss::new(p, seed, 1)), forwarded: &FORWARDED_B_TO_A, lost: &LOST_B_TO_A };
+    std::thread::spawn(move || relay(b, to_a.clone(), to_a, delay, how));
 
     let mut signal = 0;
     // SAFETY: `signals` is an initialised set and `signal` a valid out pointer.
     unsafe { libc::sigwait(&signals, &mut signal) };
     eprintln!(
-        "tfo-delay: counts forwarded_a_to_b={} forwarded_b_to_a={} syn_data_dropped={} syn_data_reset={} syn_data_stripped={}",
+        "tfo-delay: counts forwarded_a_to_b={} forwarded_b_to_a={} syn_data_dropped={} syn_data_reset={} syn_data_stripped={} lost_a_to_b={} lost_b_to_a={} syn_data_lost={}",
         FORWARDED_A_TO_B.load(Relaxed),
         FORWARDED_B_TO_A.load(Relaxed),
         SYN_DATA_DROPPED.load(Relaxed),
         SYN_DATA_RESET.load(Relaxed),
         SYN_DATA_STRIPPED.load(Relaxed),
+        LOST_A_TO_B.load(Relaxed),
+        LOST_B_TO_A.load(Relaxed),
+        SYN_DATA_LOST.load(Relaxed),
     );
 }

@@ -138,6 +138,11 @@ impl fmt::Display for SynData {
     }
 }
 
+/// True for a client's SYN (no ACK) that carries data.
+pub fn is_syn_with_data(packet: &[u8]) -> bool {
+    Segment::parse(packet).is_some_and(|seg| seg.flags(packet) & (SYN | ACK | RST) == SYN && seg.payload_len > 0)
+}
+
 /// Applies `mode` to `packet` (travelling from the client towards the
 /// server). Returns what to do, and the SYN with data when it was one.
 pub fn apply(mode: Mode, packet: &mut Vec<u8>) -> (Action, Option<SynData>) {
