@@ -23,11 +23,6 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Still the registration of the file the fd number names now.
-    pub fn current(&self) -> bool {
-        crate::fdtable::generation(self.fd) == self.generation
-    }
-
     /// A one-shot registration that already reported its event.
     pub fn disarmed(&self) -> bool {
         self.reported && self.event.events & libc::EPOLLONESHOT as u32 != 0

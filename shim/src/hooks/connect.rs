@@ -135,7 +135,7 @@ fn disconnect(fd: c_int, entry: &Entry) -> bool {
     if !entry.conn.disconnect() {
         return false;
     }
-    super::epoll::rearm(fd, entry);
+    super::registrations::rearm(fd, entry);
     true
 }
 
@@ -251,7 +251,7 @@ fn emulated_deferral(fd: c_int, dest: SockAddr, ip: IpAddr) -> Answer<c_int> {
             let Some(entry) = fdtable::mark(fd) else { return plain(Counter::FallbackError) };
             entry.conn.start_auto(Engine::Emulated, family, Endpoints { remote: dest, local });
             // Registrations made before connect() are hidden from the kernel now.
-            super::epoll::hold(fd, entry);
+            super::registrations::hold(fd, entry);
             stats::count(Counter::ConnectionsDeferred);
             debug!("fd {fd} {dest}: connect deferred (emulated)");
             Done(Ok(0))
@@ -316,7 +316,7 @@ fn explicit_connect(fd: c_int, entry: &Entry, dest: Option<SockAddr>, unspec: bo
         if conn.begin_connect() {
             conn.deferred(Endpoints { remote: dest, local });
             stats::count(Counter::ConnectionsDeferred);
-            super::epoll::hold(fd, entry);
+            super::registrations::hold(fd, entry);
             debug!("fd {fd} {dest}: connect deferred until the first write");
             return Done(Ok(0));
         }
@@ -389,7 +389,7 @@ fn request_cookie(fd: c_int, entry: &Entry, dest: &SockAddr) -> Answer<c_int> {
             entry.conn.connected_without_deferral(true);
             entry.conn.set_flag(FLAG_KERNEL_CONNECTING, result == Err(Errno(libc::EINPROGRESS)));
             // Registrations held since a disconnect go back to the kernel.
-            super::epoll::release(fd, entry);
+            super::registrations::release(fd, entry);
             Done(result.map(|n| n as c_int))
         }
     }

@@ -28,8 +28,8 @@ use crate::real;
 use crate::state::{Engine, Phase};
 use crate::stats::Counter;
 use crate::watch::Watch;
+use super::registrations::{add_watcher, current, give_back, hold_watch, remove_watcher};
 use libc::{c_int, epoll_event, sigset_t, timespec, EPOLLOUT, EPOLLWRNORM};
-use std::sync::atomic::Ordering;
 
 const REPORTED_MASK: u32 = (EPOLLOUT | EPOLLWRNORM) as u32;
 
@@ -78,46 +78,7 @@ export_fd! {
     fn epoll_pwait2(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: *const timespec, mask: *const sigset_t) -> c_int,
     if let Some(instance) = watched_instance(epfd) => {
         // SAFETY: as for epoll_wait.
-        unsafe { wait(instance, epfd, events, max, super::poll::waits(timeout), |events, max, now| real::epoll_pwait2(epfd, events, max, if now { &NOW } else { timeout }, mask)) }
-    }
-}
-
-/// The socket's list of instances holding its registrations (emulated).
-fn add_watcher(entry: &Entry, epfd: c_int) {
-    let want = epfd as u32 + 1;
-    let slots = &entry.conn.watchers;
-    if slots.iter().any(|w| w.load(Ordering::Relaxed) == want) {
-        return;
-    }
-    for slot in slots {
-        if slot.compare_exchange(0, want, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            return;
-        }
-    }
-}
-
-fn remove_watcher(entry: &Entry, epfd: c_int) {
-    for slot in &entry.conn.watchers {
-        let _ = slot.compare_exchange(epfd as u32 + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
-    }
-}
-
-/// The kernel must not see this registration while the SYN has not left.
-fn hold_watch(epfd: c_int, watch: &mut Watch) {
-    if !watch.held {
-        // SAFETY: DEL takes no event.
-        unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, watch.fd, std::ptr::null_mut()) };
-        watch.held = true;
-        watch.reported = false;
-    }
-}
-
-/// Back to the kernel, with the program's events and data.
-fn give_back(epfd: c_int, watch: &mut Watch) {
-    if watch.held {
-        // SAFETY: the event is a valid epoll_event owned by the record.
-        unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, watch.fd, &mut watch.event) };
-        watch.held = false;
+        unsafe { wait(instance, epfd, events, max, super::waits(timeout), |events, max, now| real::epoll_pwait2(epfd, events, max, if now { &NOW } else { timeout }, mask)) }
     }
 }
 
@@ -134,7 +95,7 @@ unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) ->
     instance
         .watches
         .with(|list| {
-            list.retain(Watch::current);
+            list.retain(current);
             let position = list.iter().position(|w| w.fd == fd);
             match (op, position.filter(|&i| list[i].held)) {
                 // Held registrations exist only here; answer as the kernel would.
@@ -211,60 +172,6 @@ fn record(
     }
 }
 
-/// Runs `f` on the current registrations of `fd` in every instance that
-/// holds one (the socket's watcher list). Registrations made before the
-/// socket had an entry are found once by looking through the instances.
-fn each_watch(fd: c_int, entry: &Entry, f: impl Fn(c_int, &mut Watch)) {
-    if fdtable::was_watched(fd) {
-        fdtable::clear_watched(fd);
-        adopt_early_watches(fd, entry);
-    }
-    for slot in &entry.conn.watchers {
-        let Some(epfd) = slot.load(Ordering::Acquire).checked_sub(1).map(|e| e as c_int) else { continue };
-        let Some(instance) = fdtable::lookup(epfd) else { continue };
-        instance.watches.with(|list| {
-            list.iter_mut().filter(|w| w.fd == fd && w.current()).for_each(|w| f(epfd, w));
-        });
-    }
-}
-
-
-/// `fd`'s SYN left: give its registrations back to the kernel (a one-shot
-/// registration that fired stays quiet until EPOLL_CTL_MOD).
-pub fn release(fd: c_int, entry: &Entry) {
-    each_watch(fd, entry, |epfd, w| {
-        if !w.disarmed() {
-            give_back(epfd, w)
-        }
-    });
-}
-
-/// `fd` was disconnected before its SYN left: the kernel would wake its
-/// watchers with the new state, so edge-triggered ones report again.
-pub fn rearm(fd: c_int, entry: &Entry) {
-    each_watch(fd, entry, |_, w| {
-        if w.held && !w.disarmed() {
-            w.reported = false;
-        }
-    });
-}
-
-/// Adds to `entry`'s watcher list every instance holding a registration of
-/// `fd` (made while `fd` was a candidate without an entry).
-fn adopt_early_watches(fd: c_int, entry: &Entry) {
-    for epfd in 0..=fdtable::highest() {
-        let Some(instance) = fdtable::lookup(epfd).filter(|i| !i.watches.is_empty()) else { continue };
-        if instance.watches.with(|list| list.iter().any(|w| w.fd == fd && w.current())) == Some(true) {
-            add_watcher(entry, epfd);
-        }
-    }
-}
-
-/// `fd` was just deferred (explicit): hold its registrations.
-pub fn hold(fd: c_int, entry: &Entry) {
-    each_watch(fd, entry, hold_watch);
-}
-
 /// What becomes of a held registration at this epoll_wait.
 enum Held {
     /// Still hidden from the kernel: report this mask (may be 0).
@@ -280,7 +187,7 @@ enum Held {
 /// is unread). After a disconnect, until the error is read: what the kernel
 /// reports for CLOSE with sk_err set.
 fn synthesized(watch: &Watch) -> Held {
-    let Some(entry) = fdtable::lookup(watch.fd).filter(|_| watch.current()) else { return Held::Drop };
+    let Some(entry) = fdtable::lookup(watch.fd).filter(|_| current(watch)) else { return Held::Drop };
     let unsent = still_unsent(watch.fd, entry);
     if fdtable::lookup(watch.fd).is_none() {
         return Held::Drop; // still_unsent found the number reused and forgot it
@@ -375,7 +282,7 @@ unsafe fn wait_once(
     let mut kicks = Batch::new();
     let mut confirming = Batch::new();
     instance.watches.with(|list| {
-        list.retain(|w| w.current() && worth_keeping(w));
+        list.retain(|w| current(w) && worth_keeping(w));
         let mut reported_now = Batch::new();
         for (i, watch) in list.iter_mut().enumerate() {
             let entry = fdtable::lookup(watch.fd);
@@ -416,7 +323,7 @@ unsafe fn wait_once(
                 list.push(watch);
             }
         }
-        list.retain(Watch::current);
+        list.retain(current);
     });
     let room = max - ready as c_int;
     // SAFETY: the rest of the caller's array.

@@ -10,6 +10,7 @@ mod fd;
 mod listen;
 mod poll;
 mod read;
+mod registrations;
 mod select;
 mod sockopt;
 mod syn;
@@ -55,6 +56,15 @@ pub fn rwf_flags(flags: c_int) -> c_int {
     } else {
         0
     }
+}
+
+/// A timeout that lets the call wait (none, or not zero).
+///
+/// # Safety
+/// `timeout` is null or points to a timespec.
+pub unsafe fn waits(timeout: *const libc::timespec) -> bool {
+    // SAFETY: the caller's contract.
+    timeout.is_null() || unsafe { (*timeout).tv_sec != 0 || (*timeout).tv_nsec != 0 }
 }
 
 /// True while the socket under a deferred entry really has sent no SYN.

@@ -58,7 +58,7 @@ export_fd! {
     // SAFETY: as for poll.
     if let Some(_entry) = unsafe { any_attention(fds, n) } => {
         // SAFETY: as for poll.
-        unsafe { poll_tracked(fds, n, waits(timeout), |now| crate::real::ppoll(fds, n, if now { &NOW } else { timeout }, mask)) }
+        unsafe { poll_tracked(fds, n, super::waits(timeout), |now| crate::real::ppoll(fds, n, if now { &NOW } else { timeout }, mask)) }
     }
 
     /// The entry point of programs built with _FORTIFY_SOURCE: it checks the
@@ -74,18 +74,10 @@ export_fd! {
     // SAFETY: as above.
     if let Some(_entry) = fortified_ok(n, fdslen).then(|| unsafe { any_attention(fds, n) }).flatten() => {
         // SAFETY: as for poll.
-        unsafe { poll_tracked(fds, n, waits(timeout), |now| crate::real::ppoll(fds, n, if now { &NOW } else { timeout }, mask)) }
+        unsafe { poll_tracked(fds, n, super::waits(timeout), |now| crate::real::ppoll(fds, n, if now { &NOW } else { timeout }, mask)) }
     }
 }
 
-/// A timeout that lets the call wait (none, or not zero).
-///
-/// # Safety
-/// `timeout` is null or points to a timespec.
-pub unsafe fn waits(timeout: *const timespec) -> bool {
-    // SAFETY: the caller's contract.
-    timeout.is_null() || unsafe { (*timeout).tv_sec != 0 || (*timeout).tv_nsec != 0 }
-}
 
 /// The fortified check: otherwise the real __poll_chk aborts the program.
 fn fortified_ok(n: nfds_t, fdslen: size_t) -> bool {

@@ -51,7 +51,7 @@ export_fd! {
     if let Some(_entry) = unsafe { any_attention(n, [r, w, e]) } => {
         const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: as for select.
-        Done(unsafe { select_tracked(n, [r, w, e], super::poll::waits(timeout), |wait| crate::real::pselect(n, r, w, e, if wait { timeout } else { &NOW }, mask)) })
+        Done(unsafe { select_tracked(n, [r, w, e], super::waits(timeout), |wait| crate::real::pselect(n, r, w, e, if wait { timeout } else { &NOW }, mask)) })
     }
 }
 

@@ -178,7 +178,7 @@ fn explicit_first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int
 fn syn_gone(fd: c_int, entry: &Entry, with_data_to_confirm: bool) {
     entry.conn.set_pending_error(0);
     entry.conn.syn_left(with_data_to_confirm);
-    super::epoll::release(fd, entry);
+    super::registrations::release(fd, entry);
 }
 
 /// Auto mode: the program believes it has a connected socket.

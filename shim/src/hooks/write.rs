@@ -229,7 +229,7 @@ fn own_fastopen(fd: c_int, entry: &Entry, flags: c_int, call: impl FnOnce() -> s
         conn.connected_without_deferral(false);
         let waited = flags & libc::MSG_DONTWAIT == 0 && !kernel::is_nonblocking(fd);
         conn.set_flag(FLAG_KERNEL_CONNECTING, !waited);
-        super::epoll::release(fd, entry);
+        super::registrations::release(fd, entry);
     }
     Some(Done(result))
 }
