@@ -27,7 +27,7 @@ demo: build
 	tests/in-netns --delay 50 -- examples/demo.sh
 
 test: build
-	cargo test --release --workspace
+	cargo test --release --workspace --no-fail-fast
 
 # The differential fuzzer: N random call sequences from SEED, natively and
 # under libtfo; each kind of divergence is shrunk to a scenario line.
