@@ -49,8 +49,10 @@ packages:
 demo: packages build
 	tests/in-netns --delay 50 -- examples/demo.sh
 
+# --no-fail-fast: every test binary runs (a failure in one must not hide
+# the others' results).
 test: packages build
-	cargo test --release --workspace
+	cargo test --release --workspace --no-fail-fast
 
 # Installing never runs cargo when the files are built (sudo make install
 # need not find a Rust toolchain); a fresh tree is built first.

@@ -45,7 +45,8 @@ impl SockAddr {
         let family = c_int::from(unsafe { (*addr).sa_family });
         let needed = match family {
             libc::AF_INET => size_of::<libc::sockaddr_in>(),
-            libc::AF_INET6 => size_of::<libc::sockaddr_in6>(),
+            // SIN6_LEN_RFC2133: the kernel takes one without sin6_scope_id.
+            libc::AF_INET6 => 24,
             _ => return None,
         };
         // SAFETY: `len` bytes are readable, and len >= needed.
@@ -97,7 +98,7 @@ impl SockAddr {
                 let sin = unsafe { &*(self.as_ptr() as *const libc::sockaddr_in) };
                 Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
             }
-            libc::AF_INET6 if self.len as usize >= size_of::<libc::sockaddr_in6>() => {
+            libc::AF_INET6 if self.len as usize >= 24 => {
                 Some(IpAddr::V6(Ipv6Addr::from(self.storage.sin6_addr.s6_addr)))
             }
             _ => None,

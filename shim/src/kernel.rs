@@ -149,13 +149,34 @@ pub fn local_address(fd: c_int) -> SysResult<SockAddr> {
 /// the port before it defers, and keeps it after a disconnect. `None` when
 /// no port is free (the kernel's connect would then fail, and reports it).
 pub fn with_local_port(fd: c_int, family: c_int, local: SockAddr) -> Option<SockAddr> {
-    if local.port() != 0 {
-        return Some(local);
+    // Bind to the address the socket has (or the wildcard), port 0. A socket
+    // that has a port already refuses (EINVAL): then it keeps it. One that
+    // had its port released by a disconnect still shows it in getsockname
+    // (inet_sport), so the port number alone cannot tell.
+    let mut at = SockAddr::any(family);
+    if let Some(ip) = local.ip().filter(|ip| !ip.is_unspecified()) {
+        at.set_ip(ip);
     }
-    let any = SockAddr::any(family);
-    // SAFETY: `any` is a valid wildcard address of `family`.
-    check(unsafe { libc::bind(fd, any.as_ptr(), any.len()) }).ok()?;
-    local_address(fd).ok()
+    // SAFETY: `at` is a valid address of `family`.
+    let bind = || check(unsafe { libc::bind(fd, at.as_ptr(), at.len()) });
+    match bind() {
+        Ok(_) => {}
+        Err(Errno(libc::EINVAL)) if local.port() != 0 => return Some(local),
+        Err(_) => return None,
+    }
+    let mut bound = local_address(fd).ok()?;
+    if bound.port() == 0 {
+        // IP_BIND_ADDRESS_NO_PORT (an inet option, IPv6 sockets too): the
+        // port waits for connect(), which the kernel's deferred connect has
+        // made; assign it as that would.
+        let (level, name) = (libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT);
+        set_int_option(fd, level, name, 0).ok()?;
+        let assigned = bind();
+        let _ = set_int_option(fd, level, name, 1);
+        assigned.ok()?;
+        bound = local_address(fd).ok()?;
+    }
+    Some(bound)
 }
 
 /// What steers routing for a socket besides its destination: SO_MARK and

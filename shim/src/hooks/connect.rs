@@ -331,6 +331,11 @@ fn explicit_connect(fd: c_int, entry: &Entry, dest: Option<SockAddr>, unspec: bo
 /// there is no deferral, and the kernel's connect reports the error itself.
 /// Returns the local address a deferred socket reports.
 fn deferral(fd: c_int, family: c_int, dest: &SockAddr, ip: IpAddr) -> Option<SockAddr> {
+    // An IPv6-only socket cannot reach an IPv4-mapped address: the
+    // kernel's connect says so (ENETUNREACH).
+    if matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()) && kernel::int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Ok(1) {
+        return None;
+    }
     let local = kernel::local_address(fd).ok()?;
     let source = memo::source_for(fd, &local, dest)?;
     // The cookie first: with one (the common case) the no-cookie knobs do
@@ -381,6 +386,21 @@ fn request_cookie(fd: c_int, entry: &Entry, dest: &SockAddr) -> Answer<c_int> {
         // Client Fast Open is off in this netns. The kernel's connect() does
         // not check that, so a plain connect is what it would do.
         Err(Errno(libc::EOPNOTSUPP)) => Real,
+        // A socket shut down before it connected: the SYN left, but sendto()
+        // reports the shutdown (connect() would not look at it). Answer as
+        // connect() would: EINPROGRESS, or the handshake's result.
+        Err(Errno(libc::EPIPE)) if kernel::tcp_state(fd) != Some(kernel::TCP_CLOSE) => {
+            entry.conn.connected_without_deferral(true);
+            if kernel::is_nonblocking(fd) {
+                entry.conn.set_flag(FLAG_KERNEL_CONNECTING, true);
+                return Done(Err(Errno(libc::EINPROGRESS)));
+            }
+            let _ = kernel::wait_for(fd, libc::POLLOUT, kernel::deadline(fd, libc::SO_SNDTIMEO));
+            Done(match kernel::take_socket_error(fd) {
+                0 => Ok(0),
+                e => Err(Errno(e)),
+            })
+        }
         _ => {
             if matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))) {
                 // The SYN left, and tcp_connect_init() cleared any old sk_err.

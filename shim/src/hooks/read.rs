@@ -42,7 +42,7 @@ struct Read {
 
 fn before_read(fd: c_int, entry: &Entry, read: Read) -> Answer<ssize_t> {
     let (conn, flags) = (&entry.conn, read.flags);
-    if !conn.is_auto() && answered_by_the_kernel(read) {
+    if conn.has_flag(crate::state::FLAG_LISTENING) || (!conn.is_auto() && answered_by_the_kernel(read)) {
         return Real;
     }
     if conn.is_auto() {

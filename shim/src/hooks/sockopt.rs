@@ -256,9 +256,12 @@ pub unsafe fn get_int(value: c_int, out: *mut c_void, len: *mut socklen_t) -> Sy
     if len.is_null() {
         return Err(Errno(libc::EFAULT));
     }
-    // min_t(unsigned int, len, sizeof(int)): a negative length reads as huge.
     // SAFETY: `len` is not null (checked), and the caller's to read.
-    let n = unsafe { *len }.min(std::mem::size_of::<c_int>() as socklen_t);
+    let asked = unsafe { *len } as c_int;
+    if asked < 0 {
+        return Err(Errno(libc::EINVAL));
+    }
+    let n = (asked as socklen_t).min(std::mem::size_of::<c_int>() as socklen_t);
     if n > 0 && out.is_null() {
         return Err(Errno(libc::EFAULT));
     }
