@@ -43,9 +43,12 @@ pub fn set_int_option(fd: c_int, level: c_int, name: c_int, value: c_int) -> Sys
     Ok(())
 }
 
-/// AF_INET or AF_INET6 when `fd` is a TCP socket (SOCK_STREAM, IPPROTO_TCP).
+/// AF_INET or AF_INET6 when `fd` is a TCP socket (SOCK_STREAM, IPPROTO_TCP;
+/// a raw socket of protocol TCP is not one).
 pub fn tcp_family(fd: c_int) -> Option<c_int> {
-    if int_option(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).ok()? != libc::IPPROTO_TCP {
+    if int_option(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).ok()? != libc::IPPROTO_TCP
+        || int_option(fd, libc::SOL_SOCKET, libc::SO_TYPE).ok()? != libc::SOCK_STREAM
+    {
         return None;
     }
     let family = int_option(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ok()?;
@@ -218,6 +221,51 @@ pub fn wait_for(fd: c_int, events: i16, deadline: Option<timespec>) -> SysResult
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether the program's memory at `ptr` can be read for `len` bytes, asked
+/// of the kernel (process_vm_readv of one byte per page, from this very
+/// process) rather than by touching it: where the kernel would answer
+/// EFAULT, a hook must let it, never crash. Where the question is refused
+/// (a seccomp filter, EPERM), the memory is taken as readable, as the
+/// program promised.
+pub fn readable(ptr: *const c_void, len: usize) -> bool {
+    const PAGE: usize = 4096;
+    const PROBES: usize = 64;
+    if len == 0 {
+        return true;
+    }
+    if ptr.is_null() || (ptr as usize).checked_add(len).is_none() {
+        return false;
+    }
+    let end = ptr as usize + len;
+    let mut scratch = [0u8; PROBES];
+    let mut at = ptr as usize;
+    while at < end {
+        // One byte at `at`, then at each page start up to the last byte.
+        let mut remote = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 1 }; PROBES];
+        let mut count = 0;
+        while count < PROBES && at < end {
+            remote[count].iov_base = at as *mut c_void;
+            count += 1;
+            at = (at / PAGE + 1) * PAGE;
+        }
+        if at >= end && count < PROBES && (end - 1) / PAGE != (remote[count - 1].iov_base as usize) / PAGE {
+            remote[count].iov_base = (end - 1) as *mut c_void;
+            count += 1;
+        }
+        let local = libc::iovec { iov_base: scratch.as_mut_ptr().cast(), iov_len: count };
+        // SAFETY: `local` is our own buffer of `count` bytes; the remote
+        // addresses are only read by the kernel, which checks them.
+        let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, remote.as_ptr(), count as libc::c_ulong, 0) };
+        if got < 0 {
+            return !matches!(Errno::last(), Errno(libc::EFAULT));
+        }
+        if got as usize != count {
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether the kernel would restart a blocking socket call (one without a

@@ -12,7 +12,7 @@
 //! `TFO_RELIABILITY_SCALE=K` multiplies the connection counts (`make
 //! reliability N=K`); the default fits `make test`.
 
-use tfo_tests::{auto_env, example, relay_count, script, values, Mode, Netns};
+use tfo_tests::{auto_env, relay_count, script, values, Mode, Netns};
 
 /// How a client runs: natively, or preloaded with this environment.
 #[derive(Clone, Copy, Debug)]
@@ -244,7 +244,7 @@ fn streams_arrive_intact_on_loopback() {
     let n = 1000 * scale();
     let mut body = format!("{PRELUDE}\nsink v4 127.0.0.1:9000\nsink v6 [::1]:9000\n");
     for (i, client) in Client::ALL.iter().enumerate() {
-        body += &format!("before=$(fastopen_active)\n");
+        body += "before=$(fastopen_active)\n";
         body += &stress_line(*client, client.name(), &format!("-n {n} -t 4 -s {} -b {}", 11 + i, i * n), "127.0.0.1");
         body += &format!("echo \"fastopen {} $(($(fastopen_active) - before))\"\n", client.name());
     }
@@ -432,4 +432,61 @@ fn deferred_sockets_across_threads_and_processes() {
         4 * 10 * k,
         sink_total(&out, "main", "frames").unwrap() + sink_total(&out, "other", "frames").unwrap()
     );
+}
+
+/// Bad input (tests/programs/tfo_badinput.c, each call in a child process):
+/// every hooked call on invalid, closed and negative fds, fd 1100000 (past
+/// fs.nr_open), the highest fd the table holds (1048575, after raising
+/// RLIMIT_NOFILE), pipes, files, UDP, Unix and raw sockets, fresh and
+/// deferred TCP sockets; then NULL and invalid pointers, negative and huge
+/// lengths and counts on deferred sockets. The return value and errno of
+/// each must be the kernel's: explicit mode against the kernel's own
+/// TCP_FASTOPEN_CONNECT, auto mode (both backends) against a plain socket.
+/// Never a crash or a hang inside the library.
+#[test]
+fn bad_input_gets_the_kernels_answers() {
+    // A non-blocking connect() says EINPROGRESS on a plain socket and 0 in
+    // auto mode (deferred): a second connect() then differs by design.
+    const AUTO_BY_DESIGN: &[&str] = &["connect on deferred-nb:", "connect-wrong-family on deferred-nb:"];
+    let body = r#"
+B=$TFO_EXAMPLES/tfo_badinput
+for run in native-x explicit native auto-kernel auto-emulate; do
+	case $run in
+	native-x) $B -x 127.0.0.1 7000 ;;
+	explicit) LD_PRELOAD=$TFO_LIB TFO_MODE=explicit TFO_BACKEND=emulate $B -x 127.0.0.1 7000 ;;
+	native) $B 127.0.0.1 7000 ;;
+	auto-kernel) LD_PRELOAD=$TFO_LIB TFO_MODE=auto TFO_BACKEND=auto TFO_EXCLUDE=none $B 127.0.0.1 7000 ;;
+	auto-emulate) LD_PRELOAD=$TFO_LIB TFO_MODE=auto TFO_BACKEND=emulate TFO_EXCLUDE=none $B 127.0.0.1 7000 ;;
+	esac | sed "s/^/$run | /"
+done
+"#;
+    let (out, ok) = script(&Netns { prime: true, time_limit: Some(180), ..Netns::default() }, body);
+    assert!(ok, "{out}");
+    let run = |name: &str| -> Vec<String> {
+        out.lines().filter_map(|l| l.strip_prefix(&format!("{name} | "))).map(String::from).collect()
+    };
+    let (native_x, native) = (run("native-x"), run("native"));
+    assert!(native.len() > 400, "{out}");
+    // The control: natively nothing crashes (the kernel's own deferred
+    // socket does hang in a second blocking connect(): so must libtfo), and
+    // the kinds of fd were what they should be (a deferred socket is
+    // writable, the top fd exists).
+    assert!(!native.iter().chain(&native_x).any(|l| l.contains("CRASH")), "{out}");
+    assert!(native_x.contains(&"write on top: 5".to_string()) && native_x.contains(&"write on beyond: -1 EBADF".to_string()), "{out}");
+    let mut differences = Vec::new();
+    for (name, reference, by_design) in [
+        ("explicit", &native_x, &[][..]),
+        ("auto-kernel", &native, AUTO_BY_DESIGN),
+        ("auto-emulate", &native, AUTO_BY_DESIGN),
+    ] {
+        let lines = run(name);
+        assert_eq!(lines.len(), reference.len(), "{name}\n{out}");
+        for (want, got) in reference.iter().zip(&lines) {
+            if want != got && !by_design.iter().any(|d| want.starts_with(d)) {
+                differences.push(format!("{name}: kernel `{want}`, libtfo `{got}`"));
+            }
+        }
+    }
+    assert!(differences.is_empty(), "{} bad inputs answered differently:\n{}", differences.len(), differences.join("\n"));
+    eprintln!("bad input: {} calls, each natively and under libtfo (explicit, auto with both backends)", native.len() + native_x.len());
 }

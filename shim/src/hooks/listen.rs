@@ -14,6 +14,11 @@ const TCP_FASTOPEN: c_int = 23;
 
 export! {
     fn listen(fd: c_int, backlog: c_int) -> c_int {
+        // A deferred socket is connecting to the kernel's eyes (inet_listen:
+        // EINVAL); the emulation's unconnected socket would listen.
+        if crate::fdtable::lookup(fd).is_some_and(|e| e.conn.is_unsent() && e.conn.engine() == crate::state::Engine::Emulated) {
+            return crate::export::Done(Err(crate::errno::Errno(libc::EINVAL)));
+        }
         let config = config::get();
         if let Some(server) = config.server.as_ref().filter(|_| config.mode != Mode::Off) {
             let port = kernel::local_address(fd).map_or(0, |a| a.port());

@@ -51,11 +51,27 @@ fn before_read(fd: c_int, entry: &Entry, flags: c_int) -> Answer<ssize_t> {
     }
 }
 
+/// What the kernel checks before a vectored read waits: the msghdr and its
+/// iovecs are readable, with at most UIO_MAXIOV of them (EFAULT, EMSGSIZE,
+/// EINVAL otherwise, from the real call).
+fn message_ok(msg: *const msghdr) -> bool {
+    if !kernel::readable(msg.cast(), std::mem::size_of::<msghdr>()) {
+        return false;
+    }
+    // SAFETY: readable (checked above).
+    let msg = unsafe { std::ptr::read_unaligned(msg) };
+    vector_ok(msg.msg_iov, msg.msg_iovlen as i64)
+}
+
+fn vector_ok(iov: *const iovec, count: i64) -> bool {
+    (0..=1024).contains(&count) && kernel::readable(iov.cast(), count as usize * std::mem::size_of::<iovec>())
+}
+
 macro_rules! read_hooks {
-    ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr; )*) => {
+    ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr, ok = $ok:expr; )*) => {
         export_fd! {$(
             fn $name($fd: c_int $(, $arg: $ty)*) -> ssize_t,
-            if let Some(entry) = attention($fd) => {
+            if let Some(entry) = attention($fd).filter(|_| $ok) => {
                 before_read($fd, entry, $flags)
             }
         )*}
@@ -63,19 +79,19 @@ macro_rules! read_hooks {
 }
 
 read_hooks! {
-    fn read(fd, buf: *mut c_void, len: size_t) flags = 0;
-    fn recv(fd, buf: *mut c_void, len: size_t, flags: c_int) flags = flags;
-    fn recvfrom(fd, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags;
-    fn recvmsg(fd, msg: *mut msghdr, flags: c_int) flags = flags;
-    fn readv(fd, iov: *const iovec, count: c_int) flags = 0;
-    fn __read_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t) flags = 0;
-    fn __recv_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) flags = flags;
-    fn __recvfrom_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags;
+    fn read(fd, buf: *mut c_void, len: size_t) flags = 0, ok = true;
+    fn recv(fd, buf: *mut c_void, len: size_t, flags: c_int) flags = flags, ok = true;
+    fn recvfrom(fd, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, ok = true;
+    fn recvmsg(fd, msg: *mut msghdr, flags: c_int) flags = flags, ok = message_ok(msg);
+    fn readv(fd, iov: *const iovec, count: c_int) flags = 0, ok = vector_ok(iov, i64::from(count));
+    fn __read_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t) flags = 0, ok = true;
+    fn __recv_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) flags = flags, ok = true;
+    fn __recvfrom_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, ok = true;
 }
 
 export_fd! {
     fn recvmmsg(fd: c_int, msgs: *mut mmsghdr, count: libc::c_uint, flags: c_int, timeout: *mut timespec) -> c_int,
-    if let Some(entry) = attention(fd) => {
+    if let Some(entry) = attention(fd).filter(|_| count == 0 || message_ok(msgs.cast())) => {
         match before_read(fd, entry, flags) {
             Real => Real,
             Done(r) => Done(r.map(|n| n as c_int)),

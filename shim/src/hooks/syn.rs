@@ -78,6 +78,21 @@ impl Payload {
         }
     }
 
+    /// Whether the first `n` bytes (or all, when fewer) can be read.
+    fn prefix_readable(&self, n: usize) -> bool {
+        match *self {
+            Payload::Buf(buf, len) => kernel::readable(buf, len.min(n)),
+            Payload::Msg(_) => {
+                let mut left = n;
+                self.iov().iter().all(|v| {
+                    let take = v.iov_len.min(left);
+                    left -= take;
+                    kernel::readable(v.iov_base, take)
+                })
+            }
+        }
+    }
+
     /// Up to `n` bytes as slices (for keeping them), or `None` when the
     /// vector is too long to describe on the stack.
     fn with_prefix<R>(&self, n: usize, f: impl FnOnce(&[&[u8]]) -> R) -> Option<R> {
@@ -189,6 +204,12 @@ fn syn_gone(fd: c_int, entry: &Entry, with_data_to_confirm: bool) {
 fn auto_first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int) -> Answer<ssize_t> {
     let nonblocking = flags & libc::MSG_DONTWAIT != 0 || kernel::is_nonblocking(fd);
     let len = payload.len();
+    // Bytes the kernel cannot read: a connected socket says EFAULT and sends
+    // nothing (the SYN's copy would fail silently, leaving without data).
+    if !payload.prefix_readable(retain::CAPACITY) {
+        entry.conn.syn_not_sent();
+        return Done(Err(Errno(libc::EFAULT)));
+    }
     // What goes in the SYN is cut to what can be kept for a retry after a
     // reset (any write may be shortened; a blocking one sends the rest).
     let mut iov = [iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];

@@ -22,16 +22,17 @@ export_fd! {
         stale_fastopen(entry, flags).unwrap_or_else(|| first_write(fd, entry, Payload::Buf(buf, len), flags))
     }
 
-    /// A deferred socket ignores the address given here and uses connect()'s.
+    /// A deferred socket ignores the address given here and uses connect()'s
+    /// (once the kernel would have accepted it).
     fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t,
-    if let Some(entry) = attention_or_fastopen(fd, flags) => {
+    if let Some(entry) = attention_or_fastopen(fd, flags).filter(|_| addr.is_null() || super::connect::well_formed(addr, alen)) => {
         stale_fastopen(entry, flags).unwrap_or_else(|| first_write(fd, entry, Payload::Buf(buf, len), flags))
     }
 
     fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t,
-    if let Some(entry) = attention_or_fastopen(fd, flags).filter(|_| !msg.is_null()) => {
-        // SAFETY: sendmsg's contract: a non-null `msg` points to a msghdr.
-        let msg = unsafe { *msg };
+    if let Some(entry) = attention_or_fastopen(fd, flags) => {
+        // A message the kernel refuses (EFAULT, EMSGSIZE, EINVAL) gets its answer.
+        let Some(msg) = checked_message(msg) else { return Real };
         stale_fastopen(entry, flags).unwrap_or_else(|| first_write(fd, entry, Payload::Msg(msg), flags))
     }
 
@@ -40,7 +41,12 @@ export_fd! {
         // SAFETY: an all-zero msghdr is valid; we fill the fields writev has.
         let mut msg: msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = iov as *mut iovec;
-        msg.msg_iovlen = count.max(0) as _;
+        msg.msg_iovlen = count as _;
+        // A count out of 0..=UIO_MAXIOV, or an unreadable vector: EINVAL,
+        // EFAULT from the real call.
+        if !(0..=UIO_MAXIOV as c_int).contains(&count) || !vector_ok(&msg) {
+            return Real;
+        }
         first_write(fd, entry, Payload::Msg(msg), 0)
     }
 
@@ -50,10 +56,11 @@ export_fd! {
     /// fit in the SYN, or a shortened auto-mode write) ends the call, as on
     /// the kernel's own deferred socket: the next ones would leave a hole.
     fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, count: c_uint, flags: c_int) -> c_int,
-    if let Some(entry) = attention(fd).filter(|_| !msgs.is_null() && count > 0) => {
-        // SAFETY: sendmmsg's contract: `msgs` points to `count` entries.
+    if let Some(entry) = attention(fd).filter(|_| count > 0) => {
+        let Some(hdr) = checked_message(msgs.cast()) else { return Real };
+        // SAFETY: readable (checked above); sendmmsg's contract makes it writable.
         let first = unsafe { &mut *msgs };
-        let payload = Payload::Msg(first.msg_hdr);
+        let payload = Payload::Msg(hdr);
         match first_write(fd, entry, payload, flags) {
             Real => Real,
             Done(Err(e)) => Done(Err(e)),
@@ -73,13 +80,13 @@ export_fd! {
     /// (read with pread, so only what was sent is consumed), the rest by the
     /// real sendfile.
     fn sendfile(out: c_int, input: c_int, offset: *mut off_t, count: size_t) -> ssize_t,
-    if let Some(entry) = attention(out) => {
+    if let Some(entry) = attention(out).filter(|_| offset_ok(offset)) => {
         // SAFETY: sendfile's contract for `offset`.
         unsafe { sendfile_deferred(entry, out, input, offset, count) }
     }
 
     fn sendfile64(out: c_int, input: c_int, offset: *mut off_t, count: size_t) -> ssize_t,
-    if let Some(entry) = attention(out) => {
+    if let Some(entry) = attention(out).filter(|_| offset_ok(offset)) => {
         // SAFETY: as for sendfile (off_t is 64 bits here).
         unsafe { sendfile_deferred(entry, out, input, offset, count) }
     }
@@ -87,10 +94,42 @@ export_fd! {
     /// splice() from a pipe into a deferred socket: the pipe's bytes are
     /// copied with tee() (not consumed), sent in the SYN, and then exactly
     /// the bytes sent are taken out of the pipe.
+    /// (A socket takes no offset: the kernel refuses one, and says so.)
     fn splice(input: c_int, in_offset: *mut loff_t, out: c_int, out_offset: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t,
-    if let Some(entry) = attention(out).filter(|e| e.conn.is_unsent()) => {
+    if let Some(entry) = attention(out).filter(|e| e.conn.is_unsent() && out_offset.is_null()) => {
         splice_deferred(entry, input, out, len, flags)
     }
+}
+
+/// The kernel's limit on iovecs (UIO_MAXIOV).
+const UIO_MAXIOV: usize = 1024;
+
+/// The program's msghdr, when the kernel would accept it as one to send:
+/// readable, at most UIO_MAXIOV iovecs, readable vector, name and control.
+fn checked_message(msg: *const msghdr) -> Option<msghdr> {
+    if !kernel::readable(msg.cast(), std::mem::size_of::<msghdr>()) {
+        return None;
+    }
+    // SAFETY: readable (checked above).
+    let msg = unsafe { std::ptr::read_unaligned(msg) };
+    let name_ok = msg.msg_name.is_null() || super::connect::well_formed(msg.msg_name.cast(), msg.msg_namelen);
+    let control_ok = kernel::readable(msg.msg_control, msg.msg_controllen as usize);
+    (msg.msg_iovlen <= UIO_MAXIOV && name_ok && control_ok && vector_ok(&msg)).then_some(msg)
+}
+
+/// The iovecs of `msg` are readable and their total fits in an ssize_t.
+fn vector_ok(msg: &msghdr) -> bool {
+    if !kernel::readable(msg.msg_iov.cast(), msg.msg_iovlen * std::mem::size_of::<iovec>()) {
+        return false;
+    }
+    // SAFETY: readable (checked above).
+    let vector = unsafe { std::slice::from_raw_parts(msg.msg_iov, msg.msg_iovlen) };
+    vector.iter().try_fold(0usize, |sum, v| sum.checked_add(v.iov_len)).is_some_and(|total| total <= isize::MAX as usize)
+}
+
+/// sendfile's offset, when given, is readable.
+fn offset_ok(offset: *mut off_t) -> bool {
+    offset.is_null() || kernel::readable(offset.cast(), std::mem::size_of::<off_t>())
 }
 
 /// Like `attention`, and also any tracked socket when MSG_FASTOPEN is given.
