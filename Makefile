@@ -11,7 +11,7 @@ EXAMPLE_BINS = $(addprefix target/examples/,$(EXAMPLES))
 BENCHES  = fastpath fastpath_count connect_bench
 BENCH_BINS = $(addprefix target/examples/,$(BENCHES))
 # C programs of the reliability tests (tests/programs/*.c).
-TEST_PROGRAMS = tfo_stress tfo_signals tfo_procs tfo_badinput
+TEST_PROGRAMS = tfo_stress tfo_signals tfo_procs tfo_badinput tfo_nonetlink
 TEST_PROGRAM_BINS = $(addprefix target/examples/,$(TEST_PROGRAMS))
 
 PREFIX  ?= /usr/local

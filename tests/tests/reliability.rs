@@ -490,3 +490,68 @@ done
     assert!(differences.is_empty(), "{} bad inputs answered differently:\n{}", differences.len(), differences.join("\n"));
     eprintln!("bad input: {} calls, each natively and under libtfo (explicit, auto with both backends)", native.len() + native_x.len());
 }
+
+/// Malformed TFO_* values and a sandbox that denies netlink sockets
+/// (tests/programs/tfo_nonetlink.c: a seccomp filter, socket(AF_NETLINK)
+/// fails with EPERM): the program's results do not change, and stderr holds
+/// exactly one warning per problem. Without netlink the emulation cannot see
+/// cookies and connects plainly; the kernel's own deferred connect needs no
+/// netlink and keeps Fast Open.
+#[test]
+fn malformed_settings_and_denied_netlink_cost_one_warning() {
+    let malformed = [
+        ("TFO_MODE", "turbo"),
+        ("TFO_BACKEND", "fast"),
+        ("TFO_PORTS", "80-"),
+        ("TFO_INCLUDE", "10.0.0.0/99"),
+        ("TFO_EXCLUDE", "everything"),
+        ("TFO_SERVER", "maybe"),
+        ("TFO_SERVER_QLEN", "0"),
+        ("TFO_SERVER_PORTS", "http"),
+        ("TFO_BACKOFF", "-5"),
+        ("TFO_LOG", "loud"),
+    ];
+    let mut body = format!("{PRELUDE}\nsink s 127.0.0.1:9000\n");
+    // run NAME ENV...: 40 connections; the verdicts and stderr, by name
+    // ($X: tfo_stress -x, the program sets the option itself).
+    body += r#"X=
+run() {
+	local name=$1; shift
+	local before=$(fastopen_active)
+	env LD_PRELOAD=$TFO_LIB "$@" $STRESS $X -n 40 -t 2 -s 5 -b $((RANDOM * 100)) 127.0.0.1 9000 2> /tmp/err-$$ | awk -v n="$name" '$1 == "ok" || $1 == "bad" {print n, $1, $2}'
+	echo "$name fastopen $(($(fastopen_active) - before))"
+	echo "$name warnings $(grep -c 'libtfo\[[0-9]*\]: warning: ' /tmp/err-$$)"
+	echo "$name stderr $(grep -c . /tmp/err-$$)"
+	sed "s/^/$name says /" /tmp/err-$$
+}
+"#;
+    for (var, value) in malformed {
+        body += &format!("run {var} TFO_EXCLUDE=none {var}={value}\n");
+    }
+    body += "run two TFO_EXCLUDE=none TFO_PORTS=x TFO_BACKOFF=y\n";
+    body += "run nonetlink-auto-emulate $TFO_EXAMPLES/tfo_nonetlink env TFO_MODE=auto TFO_BACKEND=emulate TFO_EXCLUDE=none\n";
+    body += "X=-x run nonetlink-explicit-emulate $TFO_EXAMPLES/tfo_nonetlink env TFO_MODE=explicit TFO_BACKEND=emulate\n";
+    body += "run nonetlink-auto-kernel $TFO_EXAMPLES/tfo_nonetlink env TFO_MODE=auto TFO_EXCLUDE=none\n";
+    body += "sink_totals s\n";
+    let (out, ok) = script(&Netns { prime: true, time_limit: limit(30), ..Netns::default() }, &body);
+    assert!(ok, "{out}");
+    let get = |name: &str, key: &str| values(&out, &format!("{name} {key}")).first().copied().unwrap_or(-1);
+    for (var, value) in malformed {
+        assert_eq!((get(var, "ok"), get(var, "bad")), (40, 0), "{var}\n{out}");
+        assert_eq!((get(var, "warnings"), get(var, "stderr")), (1, 1), "{var}: one warning\n{out}");
+        assert!(out.contains(&format!("{var} says libtfo[")) && out.contains(&format!("ignoring {var}=\"{value}\"")), "{var}\n{out}");
+    }
+    assert_eq!((get("two", "ok"), get("two", "warnings"), get("two", "stderr")), (40, 2, 2), "{out}");
+    // The controls: a good value gives Fast Open, so the malformed ones that
+    // fell back to defaults (loopback excluded) are the ones that did not.
+    assert!(get("TFO_MODE", "fastopen") >= 36 && get("TFO_EXCLUDE", "fastopen") == 0, "{out}");
+    for run in ["nonetlink-auto-emulate", "nonetlink-explicit-emulate"] {
+        assert_eq!((get(run, "ok"), get(run, "bad"), get(run, "fastopen")), (40, 0, 0), "{run}: plain connections\n{out}");
+        assert_eq!((get(run, "warnings"), get(run, "stderr")), (1, 1), "{run}\n{out}");
+        assert!(out.contains(&format!("{run} says libtfo[")) && out.contains("cannot read the kernel's Fast Open cookies"), "{out}");
+    }
+    let kernel = "nonetlink-auto-kernel";
+    assert_eq!((get(kernel, "ok"), get(kernel, "stderr")), (40, 0), "{out}");
+    assert!(get(kernel, "fastopen") >= 36, "{out}");
+    assert_eq!(sink_total(&out, "s", "bad"), Some(0), "{out}");
+}
