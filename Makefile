@@ -23,7 +23,7 @@ MANDIR   = $(PREFIX)/share/man/man1
 MANPAGES = tfo tfo-run tfo-doctor tfo-cookies tfo-stats tfo-failures tfo-forget tfo-probe
 MAN_FILES = $(addprefix target/release/man/,$(addsuffix .1,$(MANPAGES)))
 
-.PHONY: all build packages demo test bench install uninstall deb clean
+.PHONY: all build packages demo test reliability bench install uninstall deb clean
 
 all: build
 
@@ -52,6 +52,12 @@ demo: packages build
 
 test: packages build
 	cargo test --release --workspace
+
+# The reliability suite (tests/tests/reliability.rs) N times bigger than in
+# `make test`: N=10 checks about 400 000 connections (some minutes).
+N ?= 10
+reliability: packages build
+	TFO_RELIABILITY_SCALE=$(N) cargo test --release -p tfo-tests --test reliability -- --nocapture
 
 # Installing never runs cargo when the files are built (sudo make install
 # need not find a Rust toolchain); a fresh tree is built first.
