@@ -63,6 +63,29 @@ static CHUNKS: [AtomicPtr<Entry>; MAX_CHUNKS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS];
 /// One above the highest fd ever tracked: scans (before exec) stop there.
 static FD_LIMIT: AtomicU32 = AtomicU32::new(0);
+/// How many fd numbers point to an entry now: while none does, calls that
+/// take arrays of fds (poll, select) need not look at them.
+static IN_USE: AtomicU32 = AtomicU32::new(0);
+
+/// Whether any fd is tracked now.
+#[inline(always)]
+pub fn any_tracked() -> bool {
+    IN_USE.load(Ordering::Relaxed) != 0
+}
+
+/// A slot went from `old` to `new` (0 = none): keeps IN_USE counting.
+#[inline(always)]
+fn count_slot(old: u32, new: u32) {
+    match (old == 0, new == 0) {
+        (true, false) => {
+            IN_USE.fetch_add(1, Ordering::Relaxed);
+        }
+        (false, true) => {
+            IN_USE.fetch_sub(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+}
 
 /// The highest fd that may be tracked (-1 when none ever was).
 pub fn highest() -> c_int {
@@ -151,6 +174,7 @@ pub fn track(fd: c_int) -> Option<&'static Entry> {
     fresh.reset();
     note_fd(fd);
     let old = slot.swap(index, Ordering::AcqRel);
+    count_slot(old, index);
     release(old);
     Some(fresh)
 }
@@ -181,7 +205,9 @@ pub fn share(from: c_int, to: c_int) {
             index = 0;
         }
     }
-    release(slot.swap(index, Ordering::AcqRel));
+    let old = slot.swap(index, Ordering::AcqRel);
+    count_slot(old, index);
+    release(old);
 }
 
 /// Forgets `fd` (close, or a new fd handed out under a stale number).
@@ -190,7 +216,9 @@ pub fn forget(fd: c_int) {
     if let Some(slot) = SLOTS.get(fd as usize) {
         // Load first so untracked fds cost no write to a shared cache line.
         if slot.load(Ordering::Relaxed) != 0 {
-            release(slot.swap(0, Ordering::AcqRel));
+            let old = slot.swap(0, Ordering::AcqRel);
+            count_slot(old, 0);
+            release(old);
         }
     }
 }

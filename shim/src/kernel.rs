@@ -43,9 +43,12 @@ pub fn set_int_option(fd: c_int, level: c_int, name: c_int, value: c_int) -> Sys
     Ok(())
 }
 
-/// AF_INET or AF_INET6 when `fd` is a TCP socket (SOCK_STREAM, IPPROTO_TCP).
+/// AF_INET or AF_INET6 when `fd` is a TCP socket (SOCK_STREAM, IPPROTO_TCP;
+/// a raw socket of protocol TCP is not one).
 pub fn tcp_family(fd: c_int) -> Option<c_int> {
-    if int_option(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).ok()? != libc::IPPROTO_TCP {
+    if int_option(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).ok()? != libc::IPPROTO_TCP
+        || int_option(fd, libc::SOL_SOCKET, libc::SO_TYPE).ok()? != libc::SOCK_STREAM
+    {
         return None;
     }
     let family = int_option(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ok()?;
@@ -225,51 +228,6 @@ pub fn route_source(dest: &SockAddr, steering: &Steering) -> Option<IpAddr> {
     source
 }
 
-/// Whether `len` bytes at `ptr` can be read,
-/// asked of the kernel so that a bad pointer from the program gives the
-/// kernel's EFAULT instead of a crash inside libtfo: process_vm_readv on
-/// ourselves; where a seccomp filter forbids it (container defaults),
-/// mincore(), which at least knows unmapped memory.
-pub fn readable(ptr: *const c_void, len: usize) -> bool {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static VM_READ_REFUSED: AtomicBool = AtomicBool::new(false);
-    if len == 0 {
-        return true;
-    }
-    if ptr.is_null() {
-        return false;
-    }
-    if len <= 128 && !VM_READ_REFUSED.load(Ordering::Relaxed) {
-        let mut buf = [0u8; 128];
-        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: len };
-        let remote = libc::iovec { iov_base: ptr as *mut c_void, iov_len: len };
-        // SAFETY: the kernel reads `remote` (checking it) and writes `local`,
-        // our own buffer of `len` bytes.
-        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-        if n == len as isize {
-            return true;
-        }
-        match Errno::last() {
-            Errno(libc::EFAULT) => return false,
-            _ => VM_READ_REFUSED.store(true, Ordering::Relaxed),
-        }
-    }
-    // Larger ranges (iovec arrays, at most UIO_MAXIOV entries: 16 KiB) by
-    // mincore, a page at a time so its result vector stays one byte.
-    const PAGE: usize = 4096;
-    let mut page = ptr as usize & !(PAGE - 1);
-    let end = (ptr as usize).saturating_add(len);
-    while page < end {
-        let mut resident = 0u8;
-        // SAFETY: mincore only reports on the page, into `resident`.
-        if unsafe { libc::mincore(page as *mut c_void, PAGE, &mut resident) } != 0 && Errno::last() == Errno(libc::ENOMEM) {
-            return false;
-        }
-        page += PAGE;
-    }
-    true
-}
-
 /// A zero-length send: on a deferred socket the SYN leaves without data
 /// (the kernel's answer: EINPROGRESS when it does not wait).
 pub fn send_nothing(fd: c_int, flags: c_int) -> SysResult<isize> {
@@ -298,6 +256,72 @@ pub fn wait_for(fd: c_int, events: i16, deadline: Option<timespec>) -> SysResult
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether the program's memory at `ptr` can be read for `len` bytes, asked
+/// of the kernel (process_vm_readv of one byte per page, from this very
+/// process) rather than by touching it: where the kernel would answer
+/// EFAULT, a hook must let it, never crash. Where the question is refused
+/// (a seccomp filter, EPERM), mincore() says at least whether it is mapped.
+pub fn readable(ptr: *const c_void, len: usize) -> bool {
+    const PAGE: usize = 4096;
+    const PROBES: usize = 64;
+    if len == 0 {
+        return true;
+    }
+    if ptr.is_null() || (ptr as usize).checked_add(len).is_none() {
+        return false;
+    }
+    let end = ptr as usize + len;
+    let mut scratch = [0u8; PROBES];
+    let mut at = ptr as usize;
+    while at < end {
+        // One byte at `at`, then at each page start up to the last byte.
+        let mut remote = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 1 }; PROBES];
+        let mut count = 0;
+        while count < PROBES && at < end {
+            remote[count].iov_base = at as *mut c_void;
+            count += 1;
+            at = (at / PAGE + 1) * PAGE;
+        }
+        if at >= end && count < PROBES && (end - 1) / PAGE != (remote[count - 1].iov_base as usize) / PAGE {
+            remote[count].iov_base = (end - 1) as *mut c_void;
+            count += 1;
+        }
+        let local = libc::iovec { iov_base: scratch.as_mut_ptr().cast(), iov_len: count };
+        // SAFETY: `local` is our own buffer of `count` bytes; the remote
+        // addresses are only read by the kernel, which checks them.
+        let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, remote.as_ptr(), count as libc::c_ulong, 0) };
+        if got < 0 {
+            return match Errno::last() {
+                Errno(libc::EFAULT) => false,
+                // Refused (a container's seccomp filter forbids it): mincore
+                // at least knows unmapped memory.
+                _ => mapped(ptr, len),
+            };
+        }
+        if got as usize != count {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether every page of `len` bytes at `ptr` is mapped (mincore: ENOMEM
+/// for an unmapped page), a page at a time so its result is one byte.
+fn mapped(ptr: *const c_void, len: usize) -> bool {
+    const PAGE: usize = 4096;
+    let mut page = ptr as usize & !(PAGE - 1);
+    let end = (ptr as usize).saturating_add(len);
+    while page < end {
+        let mut resident = 0u8;
+        // SAFETY: mincore only reports on the page, into `resident`.
+        if unsafe { libc::mincore(page as *mut c_void, PAGE, &mut resident) } != 0 && Errno::last() == Errno(libc::ENOMEM) {
+            return false;
+        }
+        page += PAGE;
+    }
+    true
 }
 
 /// Whether the kernel would restart a blocking socket call (one without a

@@ -30,6 +30,13 @@ use libc::{c_int, sockaddr, socklen_t};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// What move_addr_to_kernel() and inet_stream_connect() check first.
+pub fn well_formed(addr: *const sockaddr, len: socklen_t) -> bool {
+    (len as usize) >= std::mem::size_of::<libc::sa_family_t>()
+        && (len as usize) <= std::mem::size_of::<libc::sockaddr_storage>()
+        && kernel::readable(addr.cast(), len as usize)
+}
+
 /// What connect() finds on the fd.
 pub enum ConnectTarget {
     Tracked(&'static Entry),
@@ -49,6 +56,12 @@ fn connect_target(fd: c_int) -> Option<ConnectTarget> {
 export_fd! {
     fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int,
     if let Some(target: ConnectTarget) = connect_target(fd) => {
+        // An address the kernel refuses before anything else (EFAULT,
+        // EINVAL: longer than a sockaddr_storage, shorter than a family)
+        // gets the kernel's answer.
+        if !well_formed(addr, len) {
+            return Real;
+        }
         match target {
             ConnectTarget::Candidate => {
                 // A bad address is the kernel's to report (EFAULT, EINVAL).
@@ -61,11 +74,16 @@ export_fd! {
                 auto_connect(fd, dest)
             }
             ConnectTarget::Tracked(entry) if entry.conn.is_auto() => {
-                // Connecting again: the program's socket is a plain one to it.
+                // SAFETY: the address is readable (well_formed).
+                if unsafe { SockAddr::is_unspec(addr, len) } {
+                    return Real; // a disconnect, the kernel's to make
+                }
+                // Connecting again: the program's socket is a connected one
+                // to it (its connect() said 0), which says EISCONN.
                 if auto_unsent(entry) {
                     syn::kick(fd, entry, Counter::KicksWait);
                 }
-                Real
+                Done(Err(Errno(libc::EISCONN)))
             }
             ConnectTarget::Tracked(entry) if entry.conn.option() == 1 => {
                 // The kernel checks the address first, whatever the state.
@@ -144,13 +162,16 @@ fn disconnect(fd: c_int, entry: &Entry) -> bool {
 /// # Safety
 /// As for those calls.
 unsafe fn copy_address(source: &SockAddr, addr: *mut sockaddr, len: *mut socklen_t) -> SysResult<c_int> {
-    // SAFETY: `len` is checked for null before it is read.
-    if len.is_null() || (addr.is_null() && unsafe { *len } > 0) {
+    if !kernel::readable(len.cast(), std::mem::size_of::<socklen_t>()) {
         return Err(Errno(libc::EFAULT));
     }
-    // SAFETY: as above.
-    if (unsafe { *len } as c_int) < 0 {
+    // SAFETY: `len` is readable (checked above).
+    let room = unsafe { *len };
+    if (room as c_int) < 0 {
         return Err(Errno(libc::EINVAL));
+    }
+    if !kernel::readable(addr.cast(), (room as usize).min(source.len() as usize)) {
+        return Err(Errno(libc::EFAULT));
     }
     // SAFETY: the caller's buffer of `*len` bytes.
     unsafe { source.copy_out(addr, len) };

@@ -252,8 +252,12 @@ unsafe fn wait(
     caller_waits: bool,
     real_wait: impl Fn(*mut epoll_event, c_int, bool) -> c_int,
 ) -> Answer<c_int> {
-    if events.is_null() || max <= 0 {
+    if events.is_null() || max <= 0 || max as usize > i32::MAX as usize / std::mem::size_of::<epoll_event>() {
         return Real;
+    }
+    // The kernel copies each event out, and fails with EFAULT there.
+    if !crate::kernel::readable(events.cast(), max as usize * std::mem::size_of::<epoll_event>()) {
+        return Done(Err(crate::errno::Errno(libc::EFAULT)));
     }
     loop {
         // SAFETY: the caller's contract.

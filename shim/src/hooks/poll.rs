@@ -37,10 +37,15 @@ const STACK_ENTRIES: usize = 1024;
 /// poll's contract: `fds` points to `n` entries (or is null).
 #[inline(always)]
 unsafe fn any_attention(fds: *mut pollfd, n: nfds_t) -> Option<&'static Entry> {
-    if fds.is_null() {
+    // Nothing tracked, or an array the kernel refuses (too long: EINVAL;
+    // unreadable: EFAULT): the real call answers, the array untouched.
+    if !crate::fdtable::any_tracked() || n as usize > crate::fdtable::MAX_FDS {
         return None;
     }
-    // SAFETY: poll's contract.
+    if !crate::kernel::readable(fds.cast(), n as usize * std::mem::size_of::<pollfd>()) {
+        return None;
+    }
+    // SAFETY: readable for `n` entries (checked above).
     unsafe { std::slice::from_raw_parts(fds, n as usize) }.iter().find_map(|p| attention(p.fd))
 }
 

@@ -42,7 +42,9 @@ struct Read {
 
 fn before_read(fd: c_int, entry: &Entry, read: Read) -> Answer<ssize_t> {
     let (conn, flags) = (&entry.conn, read.flags);
-    if conn.has_flag(crate::state::FLAG_LISTENING) || (!conn.is_auto() && answered_by_the_kernel(read)) {
+    // A message or vector the kernel cannot read (EFAULT, EINVAL,
+    // EMSGSIZE), a listener, or what the kernel answers either way.
+    if read.len == usize::MAX || conn.has_flag(crate::state::FLAG_LISTENING) || (!conn.is_auto() && answered_by_the_kernel(read)) {
         return Real;
     }
     if conn.is_auto() {

@@ -21,7 +21,12 @@ use libc::{c_int, fd_set, sigset_t, timespec, timeval};
 /// select's contract: each set is null or valid.
 #[inline(always)]
 unsafe fn any_attention(n: c_int, sets: [*mut fd_set; 3]) -> Option<&'static Entry> {
-    if n <= 0 || sets.iter().all(|s| s.is_null()) {
+    if n <= 0 || sets.iter().all(|s| s.is_null()) || !crate::fdtable::any_tracked() {
+        return None;
+    }
+    // A set the kernel cannot read gets its EFAULT from the real call.
+    let bytes = (n.min(libc::FD_SETSIZE as c_int) as usize).div_ceil(8);
+    if sets.iter().any(|&s| !s.is_null() && !crate::kernel::readable(s.cast(), bytes)) {
         return None;
     }
     (0..n.min(libc::FD_SETSIZE as c_int)).find_map(|fd| {

@@ -117,8 +117,8 @@ export_fd! {
         }
         if level == libc::SOL_SOCKET {
             // SO_ERROR: sk_getsockopt() refuses a negative length first.
-            // SAFETY: `len` is checked for null before it is read.
-            if !len.is_null() && (unsafe { *len } as c_int) < 0 {
+            // SAFETY: `len` is checked for readability before it is read.
+            if kernel::readable(len.cast(), 4) && (unsafe { *len } as c_int) < 0 {
                 return Done(Err(Errno(libc::EINVAL)));
             }
             return match conn.take_pending_error() {
@@ -209,7 +209,7 @@ unsafe fn set_fastopen_connect(fd: c_int, value: *const c_void, len: socklen_t) 
     if (len as c_int) < std::mem::size_of::<c_int>() as c_int {
         return Err(Errno(libc::EINVAL));
     }
-    if value.is_null() {
+    if !kernel::readable(value, std::mem::size_of::<c_int>()) {
         return Err(Errno(libc::EFAULT));
     }
     // SAFETY: at least an int is readable there (checked above).
@@ -221,9 +221,11 @@ unsafe fn set_fastopen_connect(fd: c_int, value: *const c_void, len: socklen_t) 
         return Err(Errno(libc::EOPNOTSUPP));
     }
     let tracked = fdtable::lookup(fd).filter(|e| !e.conn.is_auto());
+    // An auto-mode deferred socket is a connected one to the program.
+    let auto_deferred = fdtable::lookup(fd).is_some_and(|e| e.conn.is_auto() && e.conn.is_unsent());
     let closed = match tracked.map(|e| e.conn.phase()) {
         Some(phase) if phase.unsent() => false,
-        _ => kernel::tcp_state(fd) == Some(TCP_CLOSE),
+        _ => !auto_deferred && kernel::tcp_state(fd) == Some(TCP_CLOSE),
     };
     if !closed {
         return Err(Errno(libc::EINVAL));
@@ -253,16 +255,18 @@ unsafe fn set_fastopen_connect(fd: c_int, value: *const c_void, len: socklen_t) 
 /// # Safety
 /// getsockopt's contract for `out` and `len`.
 pub unsafe fn get_int(value: c_int, out: *mut c_void, len: *mut socklen_t) -> SysResult<c_int> {
-    if len.is_null() {
+    if !kernel::readable(len.cast(), std::mem::size_of::<socklen_t>()) {
         return Err(Errno(libc::EFAULT));
     }
-    // SAFETY: `len` is not null (checked), and the caller's to read.
-    let asked = unsafe { *len } as c_int;
-    if asked < 0 {
+    // do_tcp_getsockopt() refuses a negative length, then takes
+    // min(len, sizeof(int)).
+    // SAFETY: `len` is readable (checked above).
+    let asked = unsafe { *len };
+    if (asked as c_int) < 0 {
         return Err(Errno(libc::EINVAL));
     }
-    let n = (asked as socklen_t).min(std::mem::size_of::<c_int>() as socklen_t);
-    if n > 0 && out.is_null() {
+    let n = asked.min(std::mem::size_of::<c_int>() as socklen_t);
+    if !kernel::readable(out, n as usize) {
         return Err(Errno(libc::EFAULT));
     }
     // SAFETY: `out` has room for `n` bytes (the caller's length, capped).

@@ -28,6 +28,9 @@ use crate::state::{Engine, Origin, Phase, FLAG_KERNEL_CONNECTING};
 use crate::stats::{self, Counter};
 use libc::{c_int, c_void, iovec, msghdr, size_t, ssize_t};
 
+/// The most data a SYN carries (tcp_send_syn_data: 32 KiB on loopback).
+const MAX_SYN_DATA: usize = 32 * 1024;
+
 /// Iovecs handled on the stack when a first write must be shortened or
 /// kept; a longer vector is sent whole and not kept (no retry possible).
 const MAX_IOV: usize = 64;
@@ -74,6 +77,21 @@ impl Payload {
                 }
                 // SAFETY: the program's msghdr contract is passed on unchanged.
                 check(unsafe { real::sendmsg(fd, &msg, flags) })
+            }
+        }
+    }
+
+    /// Whether the first `n` bytes (or all, when fewer) can be read.
+    fn prefix_readable(&self, n: usize) -> bool {
+        match *self {
+            Payload::Buf(buf, len) => kernel::readable(buf, len.min(n)),
+            Payload::Msg(_) => {
+                let mut left = n;
+                self.iov().iter().all(|v| {
+                    let take = v.iov_len.min(left);
+                    left -= take;
+                    kernel::readable(v.iov_base, take)
+                })
             }
         }
     }
@@ -192,6 +210,14 @@ fn syn_gone(fd: c_int, entry: &Entry, with_data_to_confirm: bool) {
 fn auto_first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int) -> Answer<ssize_t> {
     let nonblocking = flags & libc::MSG_DONTWAIT != 0 || kernel::is_nonblocking(fd);
     let len = payload.len();
+    // Bytes the kernel cannot read: a connected socket says EFAULT and sends
+    // nothing (the SYN's copy would fail silently, leaving without data).
+    // As much as the largest SYN takes (32 KiB, loopback) is checked: a
+    // length beyond the program's buffer faults there.
+    if !payload.prefix_readable(MAX_SYN_DATA) {
+        entry.conn.syn_not_sent();
+        return Done(Err(Errno(libc::EFAULT)));
+    }
     // What goes in the SYN is cut to what can be kept for a retry after a
     // reset (any write may be shortened; a blocking one sends the rest).
     let mut iov = [iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];

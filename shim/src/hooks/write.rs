@@ -25,7 +25,8 @@ export_fd! {
             .unwrap_or_else(|| first_write(fd, entry, Payload::Buf(buf, len), flags))
     }
 
-    /// A deferred socket ignores the address given here and uses connect()'s.
+    /// A deferred socket ignores the address given here and uses connect()'s
+    /// (once the kernel would have accepted it).
     fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t,
     if let Some(entry) = attention_or_fastopen(fd, flags) => {
         let given = given_address(addr, alen as i32, false);
@@ -37,7 +38,7 @@ export_fd! {
 
     /// A msghdr the kernel could not read is the kernel's to refuse (EFAULT).
     fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t,
-    if let Some(entry) = attention_or_fastopen(fd, flags).filter(|_| readable_msg(msg)) => {
+    if let Some(entry) = attention_or_fastopen(fd, flags).filter(|_| checked_message(msg).is_some()) => {
         // SAFETY: readable (checked by the guard).
         let message = unsafe { *msg };
         let given = given_address(message.msg_name.cast_const().cast(), message.msg_namelen as i32, true);
@@ -49,18 +50,18 @@ export_fd! {
 
     /// A vector of no bytes never reaches the socket (the VFS answers 0).
     fn writev(fd: c_int, iov: *const iovec, count: c_int) -> ssize_t,
-    if let Some(entry) = attention(fd).filter(|_| vector_len(iov, count) != 0) => {
+    if let Some(entry) = attention(fd).filter(|_| usable_vector(iov, count)) => {
         first_write(fd, entry, vector(iov, count), 0)
     }
 
     /// pwritev2 with offset -1 is writev on a socket (another offset: ESPIPE).
     fn pwritev2(fd: c_int, iov: *const iovec, count: c_int, offset: off_t, flags: c_int) -> ssize_t,
-    if let Some(entry) = attention(fd).filter(|_| offset == -1 && vector_len(iov, count) != 0) => {
+    if let Some(entry) = attention(fd).filter(|_| offset == -1 && usable_vector(iov, count)) => {
         first_write(fd, entry, vector(iov, count), rwf_flags(flags))
     }
 
     fn pwritev64v2(fd: c_int, iov: *const iovec, count: c_int, offset: off_t, flags: c_int) -> ssize_t,
-    if let Some(entry) = attention(fd).filter(|_| offset == -1 && vector_len(iov, count) != 0) => {
+    if let Some(entry) = attention(fd).filter(|_| offset == -1 && usable_vector(iov, count)) => {
         first_write(fd, entry, vector(iov, count), rwf_flags(flags))
     }
 
@@ -70,10 +71,11 @@ export_fd! {
     /// fit in the SYN, or a shortened auto-mode write) ends the call, as on
     /// the kernel's own deferred socket: the next ones would leave a hole.
     fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, count: c_uint, flags: c_int) -> c_int,
-    if let Some(entry) = attention(fd).filter(|_| count > 0 && readable_msg(msgs.cast_const().cast())) => {
-        // SAFETY: sendmmsg's contract: `msgs` points to `count` entries.
+    if let Some(entry) = attention(fd).filter(|_| count > 0) => {
+        let Some(hdr) = checked_message(msgs.cast()) else { return Real };
+        // SAFETY: readable (checked above); sendmmsg's contract makes it writable.
         let first = unsafe { &mut *msgs };
-        let payload = Payload::Msg(first.msg_hdr);
+        let payload = Payload::Msg(hdr);
         match first_write(fd, entry, payload, flags) {
             Real => Real,
             Done(Err(e)) => Done(Err(e)),
@@ -93,13 +95,13 @@ export_fd! {
     /// (read with pread, so only what was sent is consumed), the rest by the
     /// real sendfile.
     fn sendfile(out: c_int, input: c_int, offset: *mut off_t, count: size_t) -> ssize_t,
-    if let Some(entry) = attention(out).filter(|_| count != 0) => {
+    if let Some(entry) = attention(out).filter(|_| count != 0 && offset_ok(offset)) => {
         // SAFETY: sendfile's contract for `offset`.
         unsafe { sendfile_deferred(entry, out, input, offset, count) }
     }
 
     fn sendfile64(out: c_int, input: c_int, offset: *mut off_t, count: size_t) -> ssize_t,
-    if let Some(entry) = attention(out).filter(|_| count != 0) => {
+    if let Some(entry) = attention(out).filter(|_| count != 0 && offset_ok(offset)) => {
         // SAFETY: as for sendfile (off_t is 64 bits here).
         unsafe { sendfile_deferred(entry, out, input, offset, count) }
     }
@@ -107,8 +109,9 @@ export_fd! {
     /// splice() from a pipe into a deferred socket: the pipe's bytes are
     /// copied with tee() (not consumed), sent in the SYN, and then exactly
     /// the bytes sent are taken out of the pipe.
+    /// (A socket takes no offset: the kernel refuses one, and says so.)
     fn splice(input: c_int, in_offset: *mut loff_t, out: c_int, out_offset: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t,
-    if let Some(entry) = attention(out).filter(|_| len != 0) => {
+    if let Some(entry) = attention(out).filter(|_| len != 0 && out_offset.is_null()) => {
         if !entry.conn.is_unsent() {
             // Only a pending error (or an outcome to see) to report first.
             return first_write(out, entry, Payload::Buf(std::ptr::null(), 0), 0);
@@ -124,6 +127,44 @@ fn vector(iov: *const iovec, count: c_int) -> Payload {
     msg.msg_iov = iov as *mut iovec;
     msg.msg_iovlen = count.max(0) as _;
     Payload::Msg(msg)
+}
+
+/// A vector worth a first write: some bytes, and one the kernel accepts
+/// (else its answer: 0, EINVAL or EFAULT).
+fn usable_vector(iov: *const iovec, count: c_int) -> bool {
+    let total = vector_len(iov, count);
+    total != 0 && total != usize::MAX
+}
+
+/// The kernel's limit on iovecs (UIO_MAXIOV).
+const UIO_MAXIOV: usize = 1024;
+
+/// The program's msghdr, when the kernel would accept it as one to send:
+/// readable, at most UIO_MAXIOV iovecs, readable vector and control (its
+/// name is judged by `given_address`).
+fn checked_message(msg: *const msghdr) -> Option<msghdr> {
+    if !kernel::readable(msg.cast(), std::mem::size_of::<msghdr>()) {
+        return None;
+    }
+    // SAFETY: readable (checked above).
+    let msg = unsafe { std::ptr::read_unaligned(msg) };
+    let control_ok = kernel::readable(msg.msg_control, msg.msg_controllen as usize);
+    (msg.msg_iovlen <= UIO_MAXIOV && control_ok && vector_ok(&msg)).then_some(msg)
+}
+
+/// The iovecs of `msg` are readable and their total fits in an ssize_t.
+fn vector_ok(msg: &msghdr) -> bool {
+    if !kernel::readable(msg.msg_iov.cast(), msg.msg_iovlen * std::mem::size_of::<iovec>()) {
+        return false;
+    }
+    // SAFETY: readable (checked above).
+    let vector = unsafe { std::slice::from_raw_parts(msg.msg_iov, msg.msg_iovlen) };
+    vector.iter().try_fold(0usize, |sum, v| sum.checked_add(v.iov_len)).is_some_and(|total| total <= isize::MAX as usize)
+}
+
+/// sendfile's offset, when given, is readable.
+fn offset_ok(offset: *mut off_t) -> bool {
+    offset.is_null() || kernel::readable(offset.cast(), std::mem::size_of::<off_t>())
 }
 
 /// Like `attention`, and also any tracked socket when MSG_FASTOPEN is given.
@@ -154,16 +195,6 @@ fn stale_fastopen(fd: c_int, entry: &Entry, flags: c_int, given: &GivenAddress) 
         return None;
     }
     kernel::client_fastopen_enabled().then_some(Done(Err(Errno(libc::EALREADY))))
-}
-
-/// A msghdr and its iovec array can be read (else the kernel says EFAULT).
-fn readable_msg(msg: *const msghdr) -> bool {
-    if !kernel::readable(msg.cast(), std::mem::size_of::<msghdr>()) {
-        return false;
-    }
-    // SAFETY: readable (checked above).
-    let msg = unsafe { &*msg };
-    msg.msg_iovlen == 0 || kernel::readable(msg.msg_iov.cast_const().cast(), msg.msg_iovlen.saturating_mul(std::mem::size_of::<iovec>()))
 }
 
 /// What the kernel's deferred socket makes of an address given to
@@ -206,7 +237,12 @@ fn given_address(addr: *const sockaddr, len: i32, sendmsg: bool) -> GivenAddress
 /// program gave judged as the kernel would.
 fn with_given_address(fd: c_int, entry: &Entry, given: GivenAddress, payload: Payload, flags: c_int) -> Answer<ssize_t> {
     if entry.conn.is_auto() || !entry.conn.is_unsent() {
-        return first_write(fd, entry, payload, flags);
+        // A connected socket ignores the address, but the syscall copies it
+        // first (EFAULT, EINVAL).
+        return match given {
+            GivenAddress::Refused(e @ Errno(libc::EFAULT | libc::EINVAL)) if entry.conn.is_auto() => Done(Err(e)),
+            _ => first_write(fd, entry, payload, flags),
+        };
     }
     match given {
         GivenAddress::Fine => first_write(fd, entry, payload, flags),
