@@ -45,15 +45,15 @@ mod stats;
 mod watch;
 
 /// Runs when the library is loaded: read the configuration (then report
-/// what was wrong with it, so TFO_LOG=quiet is obeyed), prepare for fork,
-/// and keep std's panic reporter quiet (a panic is reported once, by the
-/// hook that caught it).
+/// what was wrong with it, so TFO_LOG=quiet is obeyed) and prepare for
+/// fork. Every process under /etc/ld.so.preload runs this: it allocates
+/// nothing without TFO_* variables (config.rs), and std's panic reporter is
+/// silenced on first use instead (export.rs).
 extern "C" fn on_load() {
     for warning in config::init() {
         log::warning!("{warning}");
     }
     hooks::install_fork_handlers();
-    std::panic::set_hook(Box::new(|_| {}));
 }
 
 /// Runs at normal exit: the statistics file.
