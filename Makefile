@@ -8,8 +8,8 @@ CC      ?= gcc
 CFLAGS  ?= -O2 -g -Wall -Wextra
 EXAMPLES = tfo_client tfo_echo_server tfo_trace
 EXAMPLE_BINS = $(addprefix target/examples/,$(EXAMPLES))
-BENCHES  = fastpath fastpath_count connect_bench
-BENCH_BINS = $(addprefix target/examples/,$(BENCHES))
+BENCHES  = fastpath fastpath_count ttfb bench_server rate sockets spawn
+BENCH_BINS = $(addprefix target/examples/,$(BENCHES)) target/examples/libempty_preload.so
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -35,6 +35,11 @@ target/examples/%: examples/%.c
 target/examples/%: bench/%.c
 	@mkdir -p target/examples
 	$(CC) $(CFLAGS) -o $@ $<
+
+# What any LD_PRELOAD costs a process, for bench/spawn.c to compare with.
+target/examples/libempty_preload.so: bench/empty_preload.c
+	@mkdir -p target/examples
+	$(CC) $(CFLAGS) -shared -fPIC -o $@ $<
 
 packages:
 	scripts/ensure-packages
