@@ -1,6 +1,8 @@
 # libtfo: `make demo` builds everything and shows Fast Open at work;
-# `make test` builds everything and runs every test (both first install the
-# Debian packages of scripts/packages.txt that are missing, when root).
+# `make test` builds everything and runs every test; `make bench` builds
+# everything and prints one table of measured ratios (bench/bench.py). All
+# three first install the Debian packages of scripts/packages.txt that are
+# missing, when root.
 # `make install PREFIX=/usr/local DESTDIR=` installs libtfo.so, tfo and its
 # man pages; `make uninstall` removes them; `make deb` builds a .deb.
 
@@ -70,7 +72,7 @@ uninstall:
 deb: build
 	cargo deb -p tfo --no-build --strip
 
-bench: build
+bench: packages build
 	bench/run
 
 clean:
