@@ -1,6 +1,8 @@
 # libtfo: `make demo` builds everything and shows Fast Open at work;
-# `make test` builds everything and runs every test (both first install the
-# Debian packages of scripts/packages.txt that are missing, when root).
+# `make test` builds everything and runs every test; `make bench` builds
+# everything and prints one table of measured ratios (bench/bench.py). All
+# three first install the Debian packages of scripts/packages.txt that are
+# missing, when root.
 # `make install PREFIX=/usr/local DESTDIR=` installs libtfo.so, tfo and its
 # man pages; `make uninstall` removes them; `make deb` builds a .deb.
 
@@ -8,8 +10,8 @@ CC      ?= gcc
 CFLAGS  ?= -O2 -g -Wall -Wextra
 EXAMPLES = tfo_client tfo_echo_server tfo_trace
 EXAMPLE_BINS = $(addprefix target/examples/,$(EXAMPLES))
-BENCHES  = fastpath fastpath_count connect_bench
-BENCH_BINS = $(addprefix target/examples/,$(BENCHES))
+BENCHES  = fastpath fastpath_count ttfb bench_server rate sockets spawn
+BENCH_BINS = $(addprefix target/examples/,$(BENCHES)) target/examples/libempty_preload.so
 # C programs of the reliability tests (tests/programs/*.c).
 TEST_PROGRAMS = tfo_stress tfo_signals tfo_procs tfo_badinput tfo_nonetlink
 TEST_PROGRAM_BINS = $(addprefix target/examples/,$(TEST_PROGRAMS))
@@ -43,6 +45,11 @@ target/examples/%: bench/%.c
 target/examples/%: tests/programs/%.c
 	@mkdir -p target/examples
 	$(CC) $(CFLAGS) -pthread -Wno-nonnull -Wno-stringop-overflow -Wno-stringop-overread -o $@ $<
+
+# What any LD_PRELOAD costs a process, for bench/spawn.c to compare with.
+target/examples/libempty_preload.so: bench/empty_preload.c
+	@mkdir -p target/examples
+	$(CC) $(CFLAGS) -shared -fPIC -o $@ $<
 
 packages:
 	scripts/ensure-packages
@@ -88,7 +95,7 @@ SEED ?= 1
 fuzz: build
 	target/release/tfo-fuzz --count $(N) --seed $(SEED)
 
-bench: build
+bench: packages build
 	bench/run
 
 clean:

@@ -36,10 +36,20 @@ impl<T> From<SysResult<T>> for Answer<T> {
 /// Runs a hook body: a panic becomes EIO, reported once.
 #[inline(always)]
 pub fn guarded<T>(name: &str, body: impl FnOnce() -> Answer<T>) -> Answer<T> {
+    quiet_panics();
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| {
         crate::log::panic_in_hook(name);
         Done(Err(Errno(libc::EIO)))
     })
+}
+
+/// Keeps std's panic reporter quiet (a panic is reported once, by the
+/// hook that caught it). Set on the first guarded body, not at load: a
+/// process that never reaches one never pays for it.
+#[inline(always)]
+fn quiet_panics() {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| std::panic::set_hook(Box::new(|_| {})));
 }
 
 /// Writes errno for a finished answer; `None` means "make the real call"

@@ -147,9 +147,11 @@ fn read(dir: &str, ip: IpAddr) -> Option<Record> {
 }
 
 /// True while `ip` is in its backoff period: connect without Fast Open.
+/// "Not in backoff" is remembered for a second (memo.rs): a failure this
+/// process records is seen at once, another process's within a second.
 pub fn in_backoff(ip: IpAddr) -> bool {
     let Some(dir) = config::get().state_dir() else { return false };
-    read(dir, ip).is_some_and(|r| r.until > now_secs())
+    !crate::memo::clear_of_backoff(ip, || read(dir, ip).is_none_or(|r| r.until <= now_secs()))
 }
 
 /// The state directory exists, or is created, and is safe to use.

@@ -44,16 +44,16 @@ mod state;
 mod stats;
 mod watch;
 
-/// Runs when the library is loaded: read the configuration (then report
-/// what was wrong with it, so TFO_LOG=quiet is obeyed), prepare for fork,
-/// and keep std's panic reporter quiet (a panic is reported once, by the
-/// hook that caught it).
+/// Runs when the library is loaded: read the configuration, then report
+/// what was wrong with it (so TFO_LOG=quiet is obeyed). Every process under
+/// /etc/ld.so.preload runs this, so it does nothing else: it allocates
+/// nothing without TFO_* variables (config.rs); the fork handlers are
+/// installed before the first fd is tracked (hooks::track), and std's panic
+/// reporter is silenced on first use (export.rs).
 extern "C" fn on_load() {
     for warning in config::init() {
         log::warning!("{warning}");
     }
-    hooks::install_fork_handlers();
-    std::panic::set_hook(Box::new(|_| {}));
 }
 
 /// Runs at normal exit: the statistics file.

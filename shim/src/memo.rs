@@ -1,10 +1,12 @@
-//! The emulation's questions to the kernel, answered from memory for a
-//! second: which source address routing picks towards a destination, and
-//! whether the kernel holds a Fast Open cookie for (source, destination).
-//! Asked afresh, they cost an emulated connect() eight system calls (a UDP
-//! socket connected as a route probe, a netlink exchange with tcp_metrics)
-//! and most of its time; remembered, a connect() to a recent destination
-//! costs about what the kernel's own deferred connect does.
+//! Questions asked at every connect(), answered from memory for a second:
+//! which source address routing picks towards a destination, and whether
+//! the kernel holds a Fast Open cookie for (source, destination) — asked
+//! afresh, they cost an emulated connect() eight system calls (a UDP socket
+//! connected as a route probe, a netlink exchange with tcp_metrics) and most
+//! of its time — and whether the failure memory holds a backoff for the
+//! destination (a file lookup at every auto-mode connect). Remembered, a
+//! connect() to a recent destination costs about what the kernel's own
+//! deferred connect does.
 //!
 //! The rule (what may differ from asking each time):
 //! * an answer is kept at most [`TTL_MS`], so a new route, a new address
@@ -12,11 +14,13 @@
 //!   second. A dropped cookie makes one connect() defer where the kernel's
 //!   would have sent its SYN; the first write then sends the kernel's own
 //!   cookie request, with the data after the handshake;
-//! * only positive answers are kept: "no route" and "no cookie" are asked
-//!   again every time, so a cookie just obtained is used at once, and an
-//!   error is always the kernel's own, fresh;
+//! * only positive answers are kept: "no route", "no cookie" and "in
+//!   backoff" are asked again every time, so a cookie just obtained is used
+//!   at once, a backoff cleared (`tfo forget`) ends at once, and an error
+//!   is always the kernel's own, fresh;
 //! * a Fast Open failure towards a destination ([`forget`], called by the
-//!   failure memory) drops what is known of it at once.
+//!   failure memory when it records one) drops what is known of it at once;
+//!   another process's failure is seen within the second.
 //!
 //! Bounded: [`SLOTS`] entries, direct-mapped by a hash of the question; a
 //! new answer replaces whatever shared its slot. A slot that is busy (or
@@ -27,7 +31,7 @@ use crate::kernel::{self, Steering};
 use crate::lock::OwnedLock;
 use crate::policy::canonical;
 use std::hash::{Hash, Hasher};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// How long an answer is believed.
 pub const TTL_MS: u64 = 1000;
@@ -40,16 +44,18 @@ enum Question {
     Route { dest: IpAddr, port: u16, steering: Steering },
     /// A cookie is cached for (destination, source).
     Cookie { dest: IpAddr, source: IpAddr },
+    /// The failure memory holds no backoff for the destination.
+    NoBackoff { dest: IpAddr },
 }
 
 impl Question {
     fn dest(&self) -> IpAddr {
         match *self {
-            Question::Route { dest, .. } | Question::Cookie { dest, .. } => canonical(dest),
+            Question::Route { dest, .. } | Question::Cookie { dest, .. } | Question::NoBackoff { dest } => canonical(dest),
         }
     }
 
-    fn slot(&self) -> &'static OwnedLock<Option<Answer>> {
+    fn slot(&self) -> &'static OwnedLock<Answer> {
         let mut hasher = std::hash::DefaultHasher::new();
         self.hash(&mut hasher);
         &TABLE[hasher.finish() as usize % SLOTS]
@@ -59,21 +65,31 @@ impl Question {
 #[derive(Clone, Copy)]
 struct Answer {
     question: Question,
-    /// The source address (Route); the destination again (Cookie).
+    /// The source address (Route); the destination again (the others).
     ip: IpAddr,
+    /// 0: an empty slot (expired for ever).
     expires_ms: u64,
 }
 
-static TABLE: [OwnedLock<Option<Answer>>; SLOTS] = [const { OwnedLock::new(None) }; SLOTS];
+/// An empty slot. All its bytes are zero, so the table lies in .bss: no
+/// page of it is touched before it is used (the process start figure of
+/// `make bench` counts every page).
+const EMPTY: Answer = Answer {
+    question: Question::Route { dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: 0, steering: Steering { mark: 0, device: [0; libc::IFNAMSIZ] } },
+    ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    expires_ms: 0,
+};
+
+static TABLE: [OwnedLock<Answer>; SLOTS] = [const { OwnedLock::new(EMPTY) }; SLOTS];
 
 fn recall(question: Question) -> Option<IpAddr> {
     let slot = question.slot().try_lock()?;
-    slot.filter(|a| a.question == question && a.expires_ms > kernel::monotonic_ms()).map(|a| a.ip)
+    (slot.question == question && slot.expires_ms > kernel::monotonic_ms()).then_some(slot.ip)
 }
 
 fn remember(question: Question, ip: IpAddr) {
     if let Some(mut slot) = question.slot().try_lock() {
-        *slot = Some(Answer { question, ip, expires_ms: kernel::monotonic_ms() + TTL_MS });
+        *slot = Answer { question, ip, expires_ms: kernel::monotonic_ms() + TTL_MS };
     }
 }
 
@@ -117,13 +133,27 @@ pub fn has_cookie(dest: IpAddr, source: IpAddr, ask: impl FnOnce() -> bool) -> b
     cached
 }
 
+/// Whether the failure memory holds no backoff for `dest`: remembered when
+/// it held none within the last second, else asked with `ask`.
+pub fn clear_of_backoff(dest: IpAddr, ask: impl FnOnce() -> bool) -> bool {
+    let question = Question::NoBackoff { dest: canonical(dest) };
+    if recall(question).is_some() {
+        return true;
+    }
+    let clear = ask();
+    if clear {
+        remember(question, question.dest());
+    }
+    clear
+}
+
 /// Fast Open failed towards `dest`: forget every answer about it.
 pub fn forget(dest: IpAddr) {
     let dest = canonical(dest);
     for slot in &TABLE {
         if let Some(mut answer) = slot.try_lock() {
-            if answer.is_some_and(|a| a.question.dest() == dest) {
-                *answer = None;
+            if answer.expires_ms != 0 && answer.question.dest() == dest {
+                *answer = EMPTY;
             }
         }
     }
@@ -137,8 +167,16 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// The table is the process's: one test at a time, so no other test's
+    /// answer takes a slot from under another.
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     #[test]
     fn only_positive_cookie_answers_are_remembered_and_forget_drops_them() {
+        let _serial = serial();
         let (dest, source) = (ip("192.0.2.7"), ip("192.0.2.1"));
         assert!(!has_cookie(dest, source, || false));
         let mut asked = false;
@@ -156,14 +194,27 @@ mod tests {
     }
 
     #[test]
+    fn a_clear_path_is_remembered_until_a_failure_is_recorded() {
+        let _serial = serial();
+        let dest = ip("192.0.2.13");
+        assert!(!clear_of_backoff(dest, || false), "in backoff: not remembered");
+        assert!(clear_of_backoff(dest, || true));
+        assert!(clear_of_backoff(dest, || panic!("asked again within the second")));
+        forget(dest);
+        assert!(!clear_of_backoff(dest, || false), "a recorded failure is seen at once");
+    }
+
+    #[test]
     fn answers_expire() {
+        let _serial = serial();
         let question = Question::Cookie { dest: ip("192.0.2.9"), source: ip("192.0.2.1") };
-        *question.slot().lock().unwrap() = Some(Answer { question, ip: ip("192.0.2.9"), expires_ms: kernel::monotonic_ms() - 1 });
+        *question.slot().lock().unwrap() = Answer { question, ip: ip("192.0.2.9"), expires_ms: kernel::monotonic_ms() - 1 };
         assert!(recall(question).is_none());
     }
 
     #[test]
     fn a_busy_slot_is_a_miss() {
+        let _serial = serial();
         let question = Question::Cookie { dest: ip("192.0.2.11"), source: ip("192.0.2.1") };
         remember(question, ip("192.0.2.11"));
         let held = question.slot().lock().unwrap();

@@ -247,7 +247,7 @@ fn kernel_deferral(fd: c_int, dest: SockAddr) -> Answer<c_int> {
     // A blocking connect without a cookie returns 0 after the handshake;
     // only a socket left in SYN_SENT was deferred.
     if result.is_ok() && kernel::tcp_state(fd) == Some(TCP_SYN_SENT) {
-        let Some(entry) = fdtable::mark(fd) else {
+        let Some(entry) = super::mark(fd) else {
             // Cannot be tracked (fd beyond the table): start it now, or a
             // read-first program would wait forever.
             let _ = kernel::send_nothing(fd, libc::MSG_DONTWAIT);
@@ -269,7 +269,7 @@ fn emulated_deferral(fd: c_int, dest: SockAddr, ip: IpAddr) -> Answer<c_int> {
     }
     match deferral(fd, family, &dest, ip) {
         Some(local) => {
-            let Some(entry) = fdtable::mark(fd) else { return plain(Counter::FallbackError) };
+            let Some(entry) = super::mark(fd) else { return plain(Counter::FallbackError) };
             entry.conn.start_auto(Engine::Emulated, family, Endpoints { remote: dest, local });
             // Registrations made before connect() are hidden from the kernel now.
             super::registrations::hold(fd, entry);

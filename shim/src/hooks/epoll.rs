@@ -85,7 +85,7 @@ export_fd! {
 /// # Safety
 /// epoll_ctl's contract for `event`.
 unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -> Answer<c_int> {
-    let Some(instance) = fdtable::mark(epfd) else { return Real };
+    let Some(instance) = super::mark(epfd) else { return Real };
     let entry = fdtable::lookup(fd);
     if entry.is_none() {
         fdtable::note_watched(fd);

@@ -149,11 +149,17 @@ export_fd! {
     }
 }
 
-/// Installed once at load: keep libtfo's state consistent across fork().
+/// Keeps libtfo's state consistent across fork(). Installed before the
+/// first fd is tracked (see `hooks::track`), not at load: until then there
+/// is nothing to keep, and a process that never tracks one (most under
+/// /etc/ld.so.preload) does not pay for the registration.
 pub fn install_fork_handlers() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
     // SAFETY: the handlers are plain extern "C" functions that live as long
     // as the library.
-    unsafe { libc::pthread_atfork(Some(prepare_fork), Some(parent_after_fork), Some(child_after_fork)) };
+    INSTALLED.call_once(|| unsafe {
+        libc::pthread_atfork(Some(prepare_fork), Some(parent_after_fork), Some(child_after_fork));
+    });
 }
 
 extern "C" fn prepare_fork() {

@@ -16,13 +16,26 @@ mod sockopt;
 mod syn;
 mod write;
 
-pub use fd::install_fork_handlers;
+use fd::install_fork_handlers;
 
 
 use crate::fdtable::{self, Entry};
 use crate::kernel::{self, TCP_CLOSE};
 use crate::state::Engine;
 use libc::c_int;
+
+/// Starts tracking `fd` (fdtable::track), the fork handlers installed first.
+pub fn track(fd: c_int) -> Option<&'static Entry> {
+    install_fork_handlers();
+    fdtable::track(fd)
+}
+
+/// The entry of `fd`, tracked first if need be (fdtable::mark), the fork
+/// handlers installed first.
+pub fn mark(fd: c_int) -> Option<&'static Entry> {
+    install_fork_handlers();
+    fdtable::mark(fd)
+}
 
 /// The tracked entry behind `fd` if libtfo has something to do on it: its
 /// SYN has not left, its outcome is unknown, or an error is pending.

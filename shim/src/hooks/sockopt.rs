@@ -238,7 +238,7 @@ unsafe fn set_fastopen_connect(fd: c_int, value: *const c_void, len: socklen_t) 
         }
         // Setting 0 on a socket we never tracked changes nothing observable.
         None if v == 0 => {}
-        None => match fdtable::track(fd) {
+        None => match super::track(fd) {
             Some(entry) => {
                 entry.conn.set_family(family);
                 entry.conn.set_option(v)
