@@ -63,7 +63,7 @@ test: packages build
 	cargo test --release --workspace --no-fail-fast
 
 # The reliability suite (tests/tests/reliability.rs) N times bigger than in
-# `make test`: N=10 checks about 400 000 connections (some minutes).
+# `make test`: N=10 checks about 200 000 connections (about 10 minutes).
 N ?= 10
 reliability: packages build
 	TFO_RELIABILITY_SCALE=$(N) cargo test --release -p tfo-tests --test reliability -- --nocapture
