@@ -219,6 +219,10 @@ fn given_address(addr: *const sockaddr, len: i32, sendmsg: bool) -> GivenAddress
     if len < 0 || (!sendmsg && len > max) {
         return GivenAddress::Refused(Errno(libc::EINVAL));
     }
+    // sendmsg with a name of length 0 has no name (copy_msghdr_from_user).
+    if sendmsg && len == 0 {
+        return GivenAddress::Fine;
+    }
     let len = len.min(max) as usize;
     if !kernel::readable(addr.cast(), len) {
         return GivenAddress::Refused(Errno(libc::EFAULT));
@@ -319,11 +323,10 @@ fn splice_deferred(entry: &Entry, input: c_int, out: c_int, len: size_t, flags: 
             }
             left -= n as usize;
         }
-        // Without SPLICE_F_NONBLOCK the kernel's splice waits for the
-        // socket whatever its O_NONBLOCK: only the SYN's share went, so the
-        // rest follows once the handshake is done.
-        if sent < len && sent < got as usize && flags & libc::SPLICE_F_NONBLOCK == 0 {
-            let _ = kernel::wait_for(out, libc::POLLOUT, None);
+        // The kernel's splice goes on sending after the SYN's share, as the
+        // socket allows (at once on loopback, where the handshake is done;
+        // EAGAIN on a real path when non-blocking; a wait when blocking).
+        if sent < len && sent < got as usize {
             // SAFETY: the caller's pipe and our socket, the rest of the length.
             let rest = unsafe { real::splice(input, std::ptr::null_mut(), out, std::ptr::null_mut(), len - sent, flags) };
             return Done(Ok((sent + rest.max(0) as usize) as ssize_t));
@@ -369,13 +372,10 @@ unsafe fn sendfile_deferred(entry: &Entry, out: c_int, input: c_int, offset: *mu
         // SAFETY: as above, through the caller's pointer.
         unsafe { *offset = advanced };
     }
-    // sendfile waits for the socket unless the *input* is non-blocking,
-    // whatever the socket's O_NONBLOCK (do_sendfile): when only the SYN's
-    // share went, the rest follows once the handshake is done.
-    // SAFETY: F_GETFL takes no argument.
-    let input_nonblocking = unsafe { real::fcntl(input, libc::F_GETFL, 0) } & libc::O_NONBLOCK != 0;
-    if (sent as usize) < chunk.len() && !input_nonblocking && (sent as size_t) < count {
-        let _ = kernel::wait_for(out, libc::POLLOUT, None);
+    // The kernel's sendfile goes on after the SYN's share, as the socket
+    // allows (at once on loopback, where the handshake is done; EAGAIN on a
+    // real path when non-blocking; a wait when blocking).
+    if (sent as usize) < chunk.len() && (sent as size_t) < count && sent > 0 {
         // SAFETY: the caller's arguments, with the count reduced.
         let rest = unsafe { real::sendfile(out, input, offset, count - sent as size_t) };
         return Done(Ok(sent + rest.max(0)));
