@@ -48,6 +48,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "frame.h"
+
 #ifndef TCP_FASTOPEN_CONNECT
 #define TCP_FASTOPEN_CONNECT 30
 #endif
@@ -59,27 +61,6 @@ static int explicit_option;
 static atomic_uint next_id;
 static const char *self;
 static char failure[512];
-
-static uint64_t key_word(uint32_t id, uint64_t k)
-{
-	uint64_t z = (((uint64_t)id << 40) ^ k ^ 0x5851f42d4c957f2dULL) + 0x9e3779b97f4a7c15ULL;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-/* Frame `id` with a body of `len` bytes (at most 8000). Returns its size. */
-static size_t make_frame(unsigned char *out, uint32_t id, uint64_t len)
-{
-	memcpy(out, "TFO1", 4);
-	memcpy(out + 4, &id, 4);
-	memcpy(out + 8, &len, 8);
-	for (uint64_t k = 0; k * 8 < len; k++) {
-		uint64_t w = key_word(id, k);
-		memcpy(out + 16 + k * 8, &w, len - k * 8 < 8 ? len - k * 8 : 8);
-	}
-	return 16 + len;
-}
 
 static int write_frame(int fd, uint32_t id, uint64_t len)
 {

@@ -46,6 +46,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "frame.h"
+
 #ifndef TCP_FASTOPEN_CONNECT
 #define TCP_FASTOPEN_CONNECT 30
 #endif
@@ -86,26 +88,10 @@ static uint64_t below(uint64_t *state, uint64_t n)
 	return n ? next_random(state) % n : 0;
 }
 
-/* Word k of the keystream of frame `id`: the same as tfo-sink's frame::word. */
-static uint64_t key_word(uint32_t id, uint64_t k)
-{
-	uint64_t z = (((uint64_t)id << 40) ^ k ^ 0x5851f42d4c957f2dULL) + 0x9e3779b97f4a7c15ULL;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 /* The whole stream of frame `id` with a body of `len` bytes. */
 static void make_stream(unsigned char *out, uint32_t id, uint64_t len)
 {
-	memcpy(out, "TFO1", 4);
-	memcpy(out + 4, &id, 4);
-	memcpy(out + 8, &len, 8);
-	for (uint64_t k = 0; k * 8 < len; k++) {
-		uint64_t w = key_word(id, k);
-		size_t n = len - k * 8 < 8 ? len - k * 8 : 8;
-		memcpy(out + HEADER + k * 8, &w, n);
-	}
+	make_frame(out, id, len);
 }
 
 /* What one thread owns: the stream buffer, a scratch file and a pipe. */

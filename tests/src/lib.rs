@@ -310,3 +310,19 @@ pub fn counter(output: &str, name: &str) -> Option<i64> {
         (words.next()? == "counter" && words.next()? == name).then(|| words.next()?.parse().ok())?
     })
 }
+
+/// Blocks SIGTERM and SIGINT in this thread and the threads it starts
+/// (they inherit the mask), so a tool can wait for them with sigwait and
+/// report before it exits. Returns the set.
+pub fn block_termination_signals() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is valid storage for sigemptyset; the mask
+    // change affects only this thread and those it starts.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}

@@ -203,16 +203,7 @@ fn main() {
     let [address] = <[String; 1]>::try_from(args).unwrap_or_else(|_| usage());
     // SIGTERM and SIGINT are taken by sigwait in this thread alone: block
     // them before any thread starts (threads inherit the mask).
-    // SAFETY: a zeroed sigset_t is valid storage for sigemptyset; the mask
-    // change affects only this thread and those it starts.
-    let signals = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
+    let signals = tfo_tests::block_termination_signals();
     let listener = TcpListener::bind(&address).unwrap_or_else(|e| panic!("tfo-sink: bind {address}: {e}"));
     let qlen: libc::c_int = 4096;
     // SAFETY: an int option on our own listening socket.

@@ -156,16 +156,7 @@ fn main() {
 
     // SIGTERM and SIGINT are taken by sigwait below, in this thread alone:
     // block them before any thread starts (threads inherit the mask).
-    // SAFETY: a zeroed sigset_t is valid storage for sigemptyset, and the mask
-    // change affects only this thread and those it starts.
-    let signals = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
+    let signals = tfo_tests::block_termination_signals();
 
     let open = |ns: String, name: &'static str| {
         std::thread::spawn(move || open_tun(&ns, name).unwrap_or_else(|e| panic!("{name} in {ns}: {e}")))
