@@ -118,6 +118,15 @@ pub const FLAG_COOKIE_REQUESTED: u32 = 1;
 /// whatever an earlier life left pending.
 pub const FLAG_LISTENING: u32 = 4;
 
+/// The kernel socket's socket layer says "connected" (SS_CONNECTED): a
+/// blocking connect or first write completed, or a connect() said so. A
+/// connect() then gives EISCONN, whatever the TCP state, until a disconnect.
+pub const FLAG_KERNEL_CONNECTED: u32 = 16;
+
+/// shutdown(SHUT_RD) before the socket connected: the kernel keeps it, so
+/// a read of the deferred socket ends at once (0) instead of waiting.
+pub const FLAG_READ_SHUT: u32 = 8;
+
 /// The kernel socket is "connecting" to the socket layer (SS_CONNECTING): a
 /// SYN left through a call that did not wait for its outcome. A connect()
 /// then reports a failure the kernel saw (sk_err, else ECONNABORTED) before

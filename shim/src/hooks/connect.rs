@@ -23,7 +23,7 @@ use crate::export::{Answer, Done, Real};
 use crate::fdtable::{self, Entry};
 use crate::kernel::{self, MSG_FASTOPEN, TCP_FASTOPEN_CONNECT, TCP_SYN_SENT, TFO_CLIENT_NO_COOKIE};
 use crate::log::{debug, warning};
-use crate::state::{Endpoints, Engine, Wait, FLAG_KERNEL_CONNECTING};
+use crate::state::{Endpoints, Engine, Wait, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING};
 use crate::stats::{self, Counter};
 use crate::{failures, memo, policy, real};
 use libc::{c_int, sockaddr, socklen_t};
@@ -92,7 +92,7 @@ export_fd! {
                 }
                 // SAFETY: readable for `len` bytes (checked above).
                 let (dest, unspec) = unsafe { (SockAddr::inet(addr, len), SockAddr::is_unspec(addr, len)) };
-                explicit_connect(fd, entry, dest, unspec)
+                explicit_connect(fd, entry, (addr, len), dest, unspec)
             }
             ConnectTarget::Tracked(_) => Real,
         }
@@ -105,7 +105,26 @@ export_fd! {
     /// request still reaches the server), and a SYN still in flight is
     /// waited for (a shutdown in SYN_SENT would drop the connection).
     fn shutdown(fd: c_int, how: c_int) -> c_int,
-    if let Some(entry) = super::attention(fd).filter(|_| (libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how)) => {
+    if let Some(entry) = fdtable::lookup(fd).filter(|_| (libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how)) => {
+        if entry.conn.phase() == crate::state::Phase::Armed && !entry.conn.is_auto() && entry.conn.pending_error() == 0 {
+            // Not connected: the kernel says ENOTCONN, yet keeps the shutdown
+            // (inet_shutdown), and a later deferred connect keeps it too: a
+            // read of the deferred socket then ends at once.
+            // SAFETY: the caller's arguments.
+            let result = crate::errno::check(unsafe { real::shutdown(fd, how) });
+            if how != libc::SHUT_WR {
+                entry.conn.set_flag(crate::state::FLAG_READ_SHUT, true);
+            }
+            return Done(result);
+        }
+        if !entry.conn.needs_attention() {
+            // A shutdown in SYN_SENT disconnects: the socket layer is no
+            // longer "connecting" (inet_shutdown sets SS_UNCONNECTED).
+            if !entry.conn.is_auto() && kernel::tcp_state(fd) == Some(TCP_SYN_SENT) {
+                entry.conn.set_flag(FLAG_KERNEL_CONNECTING, false);
+            }
+            return Real;
+        }
         if entry.conn.is_auto() {
             if auto_unsent(entry) {
                 syn::kick(fd, entry, Counter::KicksShutdown);
@@ -287,7 +306,7 @@ fn emulated_deferral(fd: c_int, dest: SockAddr, ip: IpAddr) -> Answer<c_int> {
 }
 
 /// Explicit socket: TCP_FASTOPEN_CONNECT as the kernel does it.
-fn explicit_connect(fd: c_int, entry: &Entry, dest: Option<SockAddr>, unspec: bool) -> Answer<c_int> {
+fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t), dest: Option<SockAddr>, unspec: bool) -> Answer<c_int> {
     let conn = &entry.conn;
     let phase = conn.phase();
     if phase.unsent() && still_unsent(fd, entry) {
@@ -299,24 +318,22 @@ fn explicit_connect(fd: c_int, entry: &Entry, dest: Option<SockAddr>, unspec: bo
     // The kernel socket is the truth: the program may have sent its own SYN
     // (sendto with MSG_FASTOPEN) on an armed socket, and then the kernel
     // answers (EALREADY, EISCONN).
-    if kernel::tcp_state(fd) != Some(kernel::TCP_CLOSE) || (unspec && phase != crate::state::Phase::Armed) {
+    // Back in CLOSE after an RST, timeout or disconnect, the socket layer
+    // may still say "connecting" (a failure no connect() has seen yet: it
+    // is reported first) or "connected" (EISCONN until a disconnect).
+    let socket_layer_busy = conn.has_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED);
+    if kernel::tcp_state(fd) != Some(kernel::TCP_CLOSE) || (unspec && phase != crate::state::Phase::Armed) || socket_layer_busy {
         if phase == crate::state::Phase::Armed {
             conn.connected_without_deferral(false);
         }
-        // The kernel sees this connect: its socket layer is reset by it
-        // (a disconnect also frees a cookie request).
-        conn.set_flag(FLAG_KERNEL_CONNECTING, false);
         if unspec {
+            // A disconnect also frees a cookie request.
             conn.set_flag(crate::state::FLAG_COOKIE_REQUESTED, false);
         }
-        return Real;
-    }
-    // Back in CLOSE after an RST, timeout or disconnect. A failure no
-    // connect() has seen yet is reported first, by the kernel (its socket
-    // layer still says "connecting").
-    if conn.has_flag(FLAG_KERNEL_CONNECTING) {
-        conn.set_flag(FLAG_KERNEL_CONNECTING, false);
-        return Real;
+        // SAFETY: the caller's arguments (checked readable by the guard).
+        let result = check(unsafe { real::connect(fd, given.0, given.1) });
+        note_socket_layer(entry, unspec, result);
+        return Done(result);
     }
     // Otherwise the kernel's flag survives tcp_disconnect(), so this connect
     // defers again, and an error left in sk_err stays for the next call.
@@ -344,6 +361,20 @@ fn explicit_connect(fd: c_int, entry: &Entry, dest: Option<SockAddr>, unspec: bo
         return connect_again(fd, entry);
     }
     request_cookie(fd, entry, &dest)
+}
+
+/// What a connect() the kernel answered did to its socket layer (SS_*):
+/// success or EISCONN leave it connected, EINPROGRESS/EALREADY connecting,
+/// a disconnect or any other error unconnected.
+fn note_socket_layer(entry: &Entry, unspec: bool, result: SysResult<c_int>) {
+    let (connected, connecting) = match result {
+        _ if unspec => (false, false),
+        Ok(_) | Err(Errno(libc::EISCONN)) => (true, false),
+        Err(Errno(libc::EINPROGRESS | libc::EALREADY)) => (false, true),
+        Err(_) => (false, false),
+    };
+    entry.conn.set_flag(FLAG_KERNEL_CONNECTED, connected);
+    entry.conn.set_flag(FLAG_KERNEL_CONNECTING, connecting);
 }
 
 /// The kernel defers when it holds a cookie for (source, destination), or
@@ -429,6 +460,7 @@ fn request_cookie(fd: c_int, entry: &Entry, dest: &SockAddr) -> Answer<c_int> {
             }
             entry.conn.connected_without_deferral(true);
             entry.conn.set_flag(FLAG_KERNEL_CONNECTING, result == Err(Errno(libc::EINPROGRESS)));
+            entry.conn.set_flag(FLAG_KERNEL_CONNECTED, result.is_ok());
             // Registrations held since a disconnect go back to the kernel.
             super::registrations::release(fd, entry);
             Done(result.map(|n| n as c_int))

@@ -44,7 +44,10 @@ fn before_read(fd: c_int, entry: &Entry, read: Read) -> Answer<ssize_t> {
     let (conn, flags) = (&entry.conn, read.flags);
     // A message or vector the kernel cannot read (EFAULT, EINVAL,
     // EMSGSIZE), a listener, or what the kernel answers either way.
-    if read.len == usize::MAX || conn.has_flag(crate::state::FLAG_LISTENING) || (!conn.is_auto() && answered_by_the_kernel(read)) {
+    if read.len == usize::MAX
+        || conn.has_flag(crate::state::FLAG_LISTENING | crate::state::FLAG_READ_SHUT)
+        || (!conn.is_auto() && answered_by_the_kernel(read))
+    {
         return Real;
     }
     if conn.is_auto() {

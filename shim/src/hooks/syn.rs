@@ -24,7 +24,7 @@ use crate::kernel::{self, MSG_FASTOPEN, TCPI_OPT_SYN_DATA, TCP_CLOSE, TCP_FASTOP
 use crate::log::{debug, info};
 use crate::real;
 use crate::retain;
-use crate::state::{Engine, Origin, Phase, FLAG_KERNEL_CONNECTING};
+use crate::state::{Engine, Origin, Phase, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING};
 use crate::stats::{self, Counter};
 use libc::{c_int, c_void, iovec, msghdr, size_t, ssize_t};
 
@@ -186,6 +186,7 @@ fn explicit_first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int
             // A call that did not wait leaves the socket layer "connecting".
             let waited = flags & libc::MSG_DONTWAIT == 0 && !kernel::is_nonblocking(fd);
             conn.set_flag(FLAG_KERNEL_CONNECTING, !waited && matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))));
+            conn.set_flag(FLAG_KERNEL_CONNECTED, waited && result.is_ok());
             Done(result)
         }
     }

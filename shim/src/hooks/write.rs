@@ -274,6 +274,7 @@ fn own_fastopen(fd: c_int, entry: &Entry, flags: c_int, call: impl FnOnce() -> s
         conn.connected_without_deferral(false);
         let waited = flags & libc::MSG_DONTWAIT == 0 && !kernel::is_nonblocking(fd);
         conn.set_flag(FLAG_KERNEL_CONNECTING, !waited);
+        conn.set_flag(crate::state::FLAG_KERNEL_CONNECTED, waited && result.is_ok());
         super::registrations::release(fd, entry);
     }
     Some(Done(result))
