@@ -375,6 +375,11 @@ fn note_socket_layer(entry: &Entry, unspec: bool, result: SysResult<c_int>) {
     };
     entry.conn.set_flag(FLAG_KERNEL_CONNECTED, connected);
     entry.conn.set_flag(FLAG_KERNEL_CONNECTING, connecting);
+    // A failure reported by connect() disconnects the socket
+    // (__inet_stream_connect), which frees a cookie request.
+    if !connected && !connecting {
+        entry.conn.set_flag(crate::state::FLAG_COOKIE_REQUESTED, false);
+    }
 }
 
 /// The kernel defers when it holds a cookie for (source, destination), or
@@ -458,7 +463,9 @@ fn request_cookie(fd: c_int, entry: &Entry, dest: &SockAddr) -> Answer<c_int> {
                 // The SYN left, and tcp_connect_init() cleared any old sk_err.
                 entry.conn.set_pending_error(0);
             }
-            entry.conn.connected_without_deferral(true);
+            // A blocking connect that failed disconnected the socket, which
+            // freed the cookie request.
+            entry.conn.connected_without_deferral(matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))));
             entry.conn.set_flag(FLAG_KERNEL_CONNECTING, result == Err(Errno(libc::EINPROGRESS)));
             entry.conn.set_flag(FLAG_KERNEL_CONNECTED, result.is_ok());
             // Registrations held since a disconnect go back to the kernel.

@@ -41,7 +41,8 @@ const BATCH: usize = 64;
 #[inline(always)]
 fn recordable(fd: c_int) -> Option<()> {
     match fdtable::lookup(fd) {
-        Some(entry) => (entry.conn.option() == 1 || entry.conn.is_auto()).then_some(()),
+        // (An entry a dup made for a candidate still has no option.)
+        Some(entry) => (entry.conn.option() == 1 || entry.conn.is_auto() || fdtable::is_candidate(fd)).then_some(()),
         None => fdtable::is_candidate(fd).then_some(()),
     }
 }
@@ -212,7 +213,7 @@ fn worth_keeping(watch: &Watch) -> bool {
         return true;
     }
     match fdtable::lookup(watch.fd) {
-        Some(entry) => entry.conn.option() == 1 || (entry.conn.is_auto() && entry.conn.needs_attention()),
+        Some(entry) => entry.conn.option() == 1 || (entry.conn.is_auto() && entry.conn.needs_attention()) || fdtable::is_candidate(watch.fd),
         None => fdtable::is_candidate(watch.fd),
     }
 }

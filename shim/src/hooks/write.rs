@@ -19,7 +19,7 @@ export_fd! {
 
     fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t,
     if let Some(entry) = attention_or_fastopen(fd, flags) => {
-        stale_fastopen(fd, entry, flags, &GivenAddress::Fine)
+        stale_fastopen(entry, flags, &GivenAddress::Fine)
             // SAFETY: the caller's arguments, passed on.
             .or_else(|| own_fastopen(fd, entry, flags, || unsafe { real::send(fd, buf, len, flags) }))
             .unwrap_or_else(|| first_write(fd, entry, Payload::Buf(buf, len), flags))
@@ -30,7 +30,7 @@ export_fd! {
     fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t,
     if let Some(entry) = attention_or_fastopen(fd, flags) => {
         let given = given_address(addr, alen as i32, false);
-        stale_fastopen(fd, entry, flags, &given)
+        stale_fastopen(entry, flags, &given)
             // SAFETY: the caller's arguments, passed on.
             .or_else(|| own_fastopen(fd, entry, flags, || unsafe { real::sendto(fd, buf, len, flags, addr, alen) }))
             .unwrap_or_else(|| with_given_address(fd, entry, given, Payload::Buf(buf, len), flags))
@@ -42,7 +42,7 @@ export_fd! {
         // SAFETY: readable (checked by the guard).
         let message = unsafe { *msg };
         let given = given_address(message.msg_name.cast_const().cast(), message.msg_namelen as i32, true);
-        stale_fastopen(fd, entry, flags, &given)
+        stale_fastopen(entry, flags, &given)
             // SAFETY: the caller's arguments, passed on.
             .or_else(|| own_fastopen(fd, entry, flags, || unsafe { real::sendmsg(fd, msg, flags) }))
             .unwrap_or_else(|| with_given_address(fd, entry, given, Payload::Msg(message), flags))
@@ -181,17 +181,13 @@ fn attention_or_fastopen(fd: c_int, flags: c_int) -> Option<&'static Entry> {
 /// kernel never frees that request (until a disconnect), so it answers
 /// EALREADY, even once connected (spec §7). A disabled client bit is
 /// checked first, by the real call.
-fn stale_fastopen(fd: c_int, entry: &Entry, flags: c_int, given: &GivenAddress) -> Option<Answer<ssize_t>> {
+fn stale_fastopen(entry: &Entry, flags: c_int, given: &GivenAddress) -> Option<Answer<ssize_t>> {
     let conn = &entry.conn;
     if flags & MSG_FASTOPEN == 0 || !conn.has_flag(FLAG_COOKIE_REQUESTED) || conn.phase() != Phase::Kernel {
         return None;
     }
     // The kernel refuses an AF_UNSPEC address (EOPNOTSUPP) before that.
     if matches!(given, GivenAddress::Refused(_)) {
-        return None;
-    }
-    // A failed connection (CLOSE) freed the request.
-    if kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) {
         return None;
     }
     kernel::client_fastopen_enabled().then_some(Done(Err(Errno(libc::EALREADY))))
