@@ -38,6 +38,55 @@ struct Read {
     len: usize,
     /// read(2), readv(2), preadv2(2): through the VFS, not recv.
     vfs: bool,
+    /// Where the call returns more than a length (recvfrom, recvmsg).
+    reply: Reply,
+}
+
+/// The out-parameters a successful read fills besides its result.
+#[derive(Clone, Copy)]
+enum Reply {
+    Length,
+    Address(*mut sockaddr, *mut socklen_t),
+    Message(*mut msghdr),
+    /// recvmmsg: a wait for no bytes there goes on to the next message;
+    /// not modelled (EAGAIN, as for a read of bytes).
+    Messages,
+}
+
+impl Reply {
+    /// What the kernel writes back for a TCP read of no bytes that waited
+    /// SO_RCVTIMEO out: tcp_recvmsg() loops `while (len > 0)`, so a wait
+    /// for nothing ends in 0, not EAGAIN; the syscall then reports an
+    /// empty address, no flags and no control data.
+    fn empty(self) -> Result<ssize_t, Errno> {
+        match self {
+            Reply::Messages => return Err(Errno(libc::EAGAIN)),
+            Reply::Length => {}
+            Reply::Address(addr, _) if addr.is_null() => {}
+            Reply::Address(_, alen) => {
+                if !kernel::readable(alen.cast(), std::mem::size_of::<socklen_t>()) {
+                    return Err(Errno(libc::EFAULT));
+                }
+                // SAFETY: readable (checked above); the caller gave it for output.
+                unsafe {
+                    if (*alen as c_int) < 0 {
+                        return Err(Errno(libc::EINVAL));
+                    }
+                    *alen = 0;
+                }
+            }
+            // SAFETY: msg_len() checked the header readable before the
+            // read got this far; the caller gave it for output.
+            Reply::Message(msg) => unsafe {
+                if !(*msg).msg_name.is_null() {
+                    (*msg).msg_namelen = 0;
+                }
+                (*msg).msg_flags = 0;
+                (*msg).msg_controllen = 0;
+            },
+        }
+        Ok(0)
+    }
 }
 
 fn before_read(fd: c_int, entry: &Entry, read: Read) -> Answer<ssize_t> {
@@ -73,6 +122,7 @@ fn before_read(fd: c_int, entry: &Entry, read: Read) -> Answer<ssize_t> {
     let unsent = |p: Phase| p.unsent();
     match conn.wait_while(unsent, kernel::deadline(fd, libc::SO_RCVTIMEO), || still_unsent(fd, entry)) {
         Wait::Changed => Real,
+        Wait::TimedOut if read.len == 0 => Done(read.reply.empty()),
         Wait::TimedOut => Done(Err(Errno(libc::EAGAIN))),
         Wait::Interrupted => Done(Err(Errno(libc::EINTR))),
     }
@@ -88,37 +138,37 @@ fn msg_len(msg: *const msghdr) -> usize {
 }
 
 macro_rules! read_hooks {
-    ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr, len = $len:expr, vfs = $vfs:expr; )*) => {
+    ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr, len = $len:expr, vfs = $vfs:expr, reply = $reply:expr; )*) => {
         export_fd! {$(
             fn $name($fd: c_int $(, $arg: $ty)*) -> ssize_t,
             if let Some(entry) = attention($fd) => {
-                before_read($fd, entry, Read { flags: $flags, len: $len, vfs: $vfs })
+                before_read($fd, entry, Read { flags: $flags, len: $len, vfs: $vfs, reply: $reply })
             }
         )*}
     };
 }
 
 read_hooks! {
-    fn read(fd, buf: *mut c_void, len: size_t) flags = 0, len = len, vfs = true;
-    fn recv(fd, buf: *mut c_void, len: size_t, flags: c_int) flags = flags, len = len, vfs = false;
-    fn recvfrom(fd, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len, vfs = false;
-    fn recvmsg(fd, msg: *mut msghdr, flags: c_int) flags = flags, len = msg_len(msg), vfs = false;
-    fn readv(fd, iov: *const iovec, count: c_int) flags = 0, len = vector_len(iov, count), vfs = true;
-    fn __read_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t) flags = 0, len = len, vfs = true;
-    fn __recv_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) flags = flags, len = len, vfs = false;
-    fn __recvfrom_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len, vfs = false;
+    fn read(fd, buf: *mut c_void, len: size_t) flags = 0, len = len, vfs = true, reply = Reply::Length;
+    fn recv(fd, buf: *mut c_void, len: size_t, flags: c_int) flags = flags, len = len, vfs = false, reply = Reply::Length;
+    fn recvfrom(fd, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len, vfs = false, reply = Reply::Address(addr, alen);
+    fn recvmsg(fd, msg: *mut msghdr, flags: c_int) flags = flags, len = msg_len(msg), vfs = false, reply = Reply::Message(msg);
+    fn readv(fd, iov: *const iovec, count: c_int) flags = 0, len = vector_len(iov, count), vfs = true, reply = Reply::Length;
+    fn __read_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t) flags = 0, len = len, vfs = true, reply = Reply::Length;
+    fn __recv_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) flags = flags, len = len, vfs = false, reply = Reply::Length;
+    fn __recvfrom_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len, vfs = false, reply = Reply::Address(addr, alen);
 }
 
 export_fd! {
     /// preadv2 with offset -1 is readv on a socket (another offset: ESPIPE).
     fn preadv2(fd: c_int, iov: *const iovec, count: c_int, offset: libc::off_t, flags: c_int) -> ssize_t,
     if let Some(entry) = attention(fd).filter(|_| offset == -1) => {
-        before_read(fd, entry, Read { flags: rwf_flags(flags), len: vector_len(iov, count), vfs: true })
+        before_read(fd, entry, Read { flags: rwf_flags(flags), len: vector_len(iov, count), vfs: true, reply: Reply::Length })
     }
 
     fn preadv64v2(fd: c_int, iov: *const iovec, count: c_int, offset: libc::off_t, flags: c_int) -> ssize_t,
     if let Some(entry) = attention(fd).filter(|_| offset == -1) => {
-        before_read(fd, entry, Read { flags: rwf_flags(flags), len: vector_len(iov, count), vfs: true })
+        before_read(fd, entry, Read { flags: rwf_flags(flags), len: vector_len(iov, count), vfs: true, reply: Reply::Length })
     }
 }
 
@@ -126,7 +176,7 @@ export_fd! {
     fn recvmmsg(fd: c_int, msgs: *mut mmsghdr, count: libc::c_uint, flags: c_int, timeout: *mut timespec) -> c_int,
     if let Some(entry) = attention(fd) => {
         let len = if msgs.is_null() || count == 0 { usize::MAX } else { msg_len(msgs.cast_const().cast()) };
-        match before_read(fd, entry, Read { flags, len, vfs: false }) {
+        match before_read(fd, entry, Read { flags, len, vfs: false, reply: Reply::Messages }) {
             Real => Real,
             Done(r) => Done(r.map(|n| n as c_int)),
         }

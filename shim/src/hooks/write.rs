@@ -8,7 +8,7 @@ use crate::export::{Answer, Done, Real};
 use crate::fdtable::{self, Entry};
 use crate::kernel::{self, MSG_FASTOPEN};
 use crate::real;
-use crate::state::{Phase, FLAG_COOKIE_REQUESTED, FLAG_KERNEL_CONNECTING};
+use crate::state::{Phase, FLAG_COOKIE_REQUESTED, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING};
 use libc::{c_int, c_uint, c_void, iovec, loff_t, mmsghdr, msghdr, off_t, size_t, sockaddr, socklen_t, ssize_t};
 
 export_fd! {
@@ -256,24 +256,56 @@ fn with_given_address(fd: c_int, entry: &Entry, given: GivenAddress, payload: Pa
 }
 
 /// The program's own Fast Open (MSG_FASTOPEN) on an explicit socket that is
-/// not deferred (armed, or disconnected): the kernel does it, and libtfo
-/// follows — the SYN left, and with it any error of an earlier life
-/// (tcp_connect_init clears sk_err).
+/// not deferred (armed, disconnected, or past its SYN): the kernel does it,
+/// and libtfo follows. A new SYN left: with it any error of an earlier life
+/// went (tcp_connect_init clears sk_err). A connection that had failed was
+/// reported instead (__inet_stream_connect's sock_error path), which leaves
+/// the socket layer unconnected: the next connect() defers again.
 fn own_fastopen(fd: c_int, entry: &Entry, flags: c_int, call: impl FnOnce() -> ssize_t) -> Option<Answer<ssize_t>> {
     let conn = &entry.conn;
-    if flags & MSG_FASTOPEN == 0 || conn.is_auto() || conn.phase() != Phase::Armed {
+    let phase = conn.phase();
+    let ours = phase == Phase::Armed || (phase == Phase::Kernel && conn.pending_error() == 0);
+    if flags & MSG_FASTOPEN == 0 || conn.is_auto() || !ours {
         return None;
     }
     let result = check(call());
-    if matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))) {
-        conn.set_pending_error(0);
-        conn.connected_without_deferral(false);
-        let waited = flags & libc::MSG_DONTWAIT == 0 && !kernel::is_nonblocking(fd);
-        conn.set_flag(FLAG_KERNEL_CONNECTING, !waited);
-        conn.set_flag(crate::state::FLAG_KERNEL_CONNECTED, waited && result.is_ok());
-        super::registrations::release(fd, entry);
+    match result {
+        Ok(_) | Err(Errno(libc::EINPROGRESS)) => {
+            conn.set_pending_error(0);
+            if phase == Phase::Armed {
+                conn.connected_without_deferral(false);
+            }
+            let waited = flags & libc::MSG_DONTWAIT == 0 && !kernel::is_nonblocking(fd);
+            conn.set_flag(FLAG_KERNEL_CONNECTING, !waited);
+            conn.set_flag(FLAG_KERNEL_CONNECTED, waited && result.is_ok());
+            super::registrations::release(fd, entry);
+        }
+        Err(Errno(e)) if !answered_before_connecting(e) && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) => {
+            conn.set_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED | FLAG_COOKIE_REQUESTED, false);
+        }
+        Err(_) => {}
     }
     Some(Done(result))
+}
+
+/// Errors of a MSG_FASTOPEN send that leave the socket layer as it was:
+/// refused before connecting (arguments, Fast Open off, no memory), or by
+/// the socket layer's own state (EALREADY, EISCONN).
+fn answered_before_connecting(e: c_int) -> bool {
+    matches!(
+        e,
+        libc::EALREADY
+            | libc::EISCONN
+            | libc::EOPNOTSUPP
+            | libc::EFAULT
+            | libc::EINVAL
+            | libc::ENOBUFS
+            | libc::ENOMEM
+            | libc::EAGAIN
+            | libc::EINTR
+            | libc::EBADF
+            | libc::ENOTSOCK
+    )
 }
 
 /// At most this much goes through the first write of sendfile() or splice().
