@@ -40,6 +40,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "target.h"
 
 #ifndef TCP_FASTOPEN_CONNECT
 #define TCP_FASTOPEN_CONNECT 30
@@ -48,8 +49,6 @@
 /* An address no program can read or write. */
 #define BAD ((void *)16)
 
-static struct sockaddr_storage target;
-static socklen_t target_len;
 static int explicit_option;
 static char extra[128];
 
@@ -575,11 +574,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: tfo_badinput [-x] ADDRESS PORT [FILTER]\n");
 		return 2;
 	}
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV }, *ai;
-	if (getaddrinfo(argv[optind], argv[optind + 1], &hints, &ai) != 0)
+	if (set_target("tfo_badinput", argv[optind], argv[optind + 1]) != 0)
 		return 2;
-	memcpy(&target, ai->ai_addr, ai->ai_addrlen);
-	target_len = ai->ai_addrlen;
 	const char *filter = argc - optind > 2 ? argv[optind + 2] : NULL;
 	signal(SIGPIPE, SIG_IGN);
 	for (size_t c = 0; c < sizeof(calls) / sizeof(calls[0]); c++)

@@ -49,14 +49,13 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "target.h"
 
 #ifndef TCP_FASTOPEN_CONNECT
 #define TCP_FASTOPEN_CONNECT 30
 #endif
 
 extern char **environ;
-static struct sockaddr_storage target;
-static socklen_t target_len;
 static int explicit_option;
 static atomic_uint next_id;
 static const char *self;
@@ -412,11 +411,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: tfo_procs [-x] [-b BASE] [-k N] ADDRESS PORT CASE...\n");
 		return 2;
 	}
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV }, *ai;
-	if (getaddrinfo(argv[optind], argv[optind + 1], &hints, &ai) != 0)
+	if (set_target("tfo_procs", argv[optind], argv[optind + 1]) != 0)
 		return 2;
-	memcpy(&target, ai->ai_addr, ai->ai_addrlen);
-	target_len = ai->ai_addrlen;
 	base_port = atoi(argv[optind + 1]);
 	signal(SIGPIPE, SIG_IGN);
 	for (int c = optind + 2; c < argc; c++) {

@@ -32,6 +32,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "target.h"
 
 #ifndef TCP_FASTOPEN_CONNECT
 #define TCP_FASTOPEN_CONNECT 30
@@ -105,15 +106,14 @@ usage:
 		return 2;
 	}
 	const char *what = argv[optind + 2];
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV }, *ai;
-	if (getaddrinfo(argv[optind], argv[optind + 1], &hints, &ai) != 0)
+	if (set_target("tfo_signals", argv[optind], argv[optind + 1]) != 0)
 		return 2;
 	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = restart ? SA_RESTART : 0 };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	int fd = socket(ai->ai_family, SOCK_STREAM, 0), one = 1;
+	int fd = socket(target.ss_family, SOCK_STREAM, 0), one = 1;
 	if (explicit_option)
 		report("setsockopt", setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof(one)), errno);
 	if (rcvtimeo) {
@@ -123,7 +123,7 @@ usage:
 	long r;
 	if (!strcmp(what, "connect"))
 		arm(alarm_ms);
-	r = connect(fd, ai->ai_addr, ai->ai_addrlen);
+	r = connect(fd, (struct sockaddr *)&target, target_len);
 	report("connect", r, errno);
 	disarm();
 	if (!strcmp(what, "connect")) {

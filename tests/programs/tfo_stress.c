@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "target.h"
 
 #ifndef TCP_FASTOPEN_CONNECT
 #define TCP_FASTOPEN_CONNECT 30
@@ -60,8 +61,6 @@ static const char *call_names[C_COUNT] = { "write", "writev", "send", "sendto", 
 #define MAX_IOVS 100
 #define WAIT_MS 20000
 
-static struct sockaddr_storage target;
-static socklen_t target_len;
 static long connections = 100, threads = 1, max_write = 262144, timer_us;
 static uint64_t seed = 1;
 static uint32_t id_base;
@@ -469,14 +468,8 @@ usage:
 		fprintf(stderr, "usage: tfo_stress [-n N] [-t T] [-s SEED] [-b BASE] [-x] [-m BYTES] [-i US [-r]] ADDRESS PORT\n");
 		return 2;
 	}
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV }, *ai;
-	if (getaddrinfo(argv[optind], argv[optind + 1], &hints, &ai) != 0) {
-		fprintf(stderr, "tfo_stress: bad address\n");
+	if (set_target("tfo_stress", argv[optind], argv[optind + 1]) != 0)
 		return 2;
-	}
-	memcpy(&target, ai->ai_addr, ai->ai_addrlen);
-	target_len = ai->ai_addrlen;
-	freeaddrinfo(ai);
 	signal(SIGPIPE, SIG_IGN);
 
 	if (timer_us > 0) {
