@@ -21,6 +21,7 @@ pub const TFO_CLIENT_NO_COOKIE: c_int = 0x4;
 
 /// From include/net/tcp_states.h.
 pub const TCP_SYN_SENT: u8 = 2;
+pub const TCP_SYN_RECV: u8 = 3;
 pub const TCP_CLOSE: u8 = 7;
 
 /// tcpi_options: the SYN-ACK acknowledged the data in our SYN.
@@ -235,6 +236,14 @@ pub fn send_nothing(fd: c_int, flags: c_int) -> SysResult<isize> {
     check(unsafe { real::send(fd, std::ptr::null(), 0, flags | libc::MSG_NOSIGNAL) })
 }
 
+/// The socket's reading side is shut (sk_shutdown has RCV_SHUTDOWN), which
+/// tcp_poll() reports as POLLRDHUP in any state.
+pub fn reading_shut(fd: c_int) -> bool {
+    let mut entry = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one valid pollfd; a timeout of 0 never waits.
+    unsafe { real::poll(&mut entry, 1, 0) == 1 && entry.revents & libc::POLLRDHUP != 0 }
+}
+
 /// Waits until `fd` reports any of `events` (or an error or hang-up), at
 /// most until `deadline`. Returns the revents, 0 on timeout.
 pub fn wait_for(fd: c_int, events: i16, deadline: Option<timespec>) -> SysResult<i16> {
@@ -393,4 +402,57 @@ pub fn futex_wake(word: &AtomicU32) {
     unsafe {
         libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX);
     }
+}
+
+/// Whether this kernel refuses listen() (EINVAL) on a socket that connected
+/// once and was disconnected since (Linux 6.18 does; older kernels listen).
+/// The emulation's socket never reached the kernel's connect, so the kernel
+/// cannot answer for it: one probe on loopback per process tells. A probe
+/// that cannot run (no loopback) says no, as older kernels would.
+pub fn listen_refused_after_connect() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static ANSWER: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 yes, 2 no
+    match ANSWER.load(Ordering::Relaxed) {
+        1 => return true,
+        2 => return false,
+        _ => {}
+    }
+    let refused = probe_listen_after_connect() == Some(true);
+    ANSWER.store(if refused { 1 } else { 2 }, Ordering::Relaxed);
+    refused
+}
+
+fn probe_listen_after_connect() -> Option<bool> {
+    let flags = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    // SAFETY: plain socket creation.
+    let server = check(unsafe { real::socket(libc::AF_INET, flags, 0) }).ok()?;
+    // SAFETY: as above.
+    let client = check(unsafe { real::socket(libc::AF_INET, flags, 0) });
+    let answer = client.ok().and_then(|client| {
+        let mut at = SockAddr::any(libc::AF_INET);
+        at.set_ip(IpAddr::from([127, 0, 0, 1]));
+        // SAFETY: `at` is a valid IPv4 address; the sockets are ours.
+        check(unsafe { libc::bind(server, at.as_ptr(), at.len()) }).ok()?;
+        // SAFETY: our own socket.
+        check(unsafe { real::listen(server, 1) }).ok()?;
+        let bound = local_address(server).ok()?;
+        // SAFETY: `bound` is a valid address of its length.
+        match check(unsafe { real::connect(client, bound.as_ptr(), bound.len()) }) {
+            Ok(_) | Err(Errno(libc::EINPROGRESS)) => {}
+            Err(_) => return None,
+        }
+        let unspec = SockAddr::any(libc::AF_UNSPEC);
+        // SAFETY: an AF_UNSPEC address: a disconnect.
+        check(unsafe { real::connect(client, unspec.as_ptr(), size_of::<libc::sockaddr>() as socklen_t) }).ok()?;
+        // SAFETY: our own socket.
+        Some(check(unsafe { real::listen(client, 1) }) == Err(Errno(libc::EINVAL)))
+    });
+    // SAFETY: closing the probe sockets opened above.
+    unsafe {
+        if let Ok(client) = client {
+            real::close(client);
+        }
+        real::close(server);
+    }
+    answer
 }

@@ -133,6 +133,20 @@ pub const FLAG_READ_SHUT: u32 = 8;
 /// anything else, and resets that.
 pub const FLAG_KERNEL_CONNECTING: u32 = 2;
 
+/// The socket layer says "disconnecting" (SS_DISCONNECTING): a shutdown
+/// found the socket connecting but already back in CLOSE (or SYN_RECV).
+/// Every connect() then says EINVAL until a disconnect (AF_UNSPEC).
+pub const FLAG_KERNEL_DISCONNECTING: u32 = 32;
+
+/// The socket listened once. Linux 6.18 then refuses every connect()
+/// (EINVAL), so connect() is the kernel's to answer, never deferred.
+pub const FLAG_HAS_LISTENED: u32 = 64;
+
+/// The kernel's connect() would have run for this socket (a deferral made
+/// by the emulation): Linux 6.18 then refuses listen() for good
+/// (kernel::listen_refused_after_connect).
+pub const FLAG_HAS_CONNECTED: u32 = 128;
+
 /// How many epoll instances may hold one deferred socket's registrations.
 pub const MAX_WATCHERS: usize = 4;
 
@@ -340,6 +354,7 @@ impl Connection {
         self.forks_at_defer.store(FORKS.load(Ordering::Relaxed), Ordering::Relaxed);
         // SAFETY: we own the Connecting phase, so nobody reads the cell.
         unsafe { *self.endpoints.get() = endpoints };
+        self.flags.fetch_or(FLAG_HAS_CONNECTED, Ordering::Relaxed);
         self.enter(Phase::Deferred);
     }
 
@@ -352,6 +367,7 @@ impl Connection {
         self.forks_at_defer.store(FORKS.load(Ordering::Relaxed), Ordering::Relaxed);
         // SAFETY: the entry is not yet published in the fd table.
         unsafe { *self.endpoints.get() = endpoints };
+        self.flags.fetch_or(FLAG_HAS_CONNECTED, Ordering::Relaxed);
         self.enter(Phase::Deferred);
     }
 

@@ -23,7 +23,7 @@ use crate::export::{Answer, Done, Real};
 use crate::fdtable::{self, Entry};
 use crate::kernel::{self, MSG_FASTOPEN, TCP_FASTOPEN_CONNECT, TCP_SYN_SENT, TFO_CLIENT_NO_COOKIE};
 use crate::log::{debug, warning};
-use crate::state::{Endpoints, Engine, Wait, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING};
+use crate::state::{Endpoints, Engine, Phase, Wait, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_KERNEL_DISCONNECTING, FLAG_HAS_LISTENED, FLAG_LISTENING, FLAG_READ_SHUT};
 use crate::stats::{self, Counter};
 use crate::{failures, memo, policy, real};
 use libc::{c_int, sockaddr, socklen_t};
@@ -106,22 +106,31 @@ export_fd! {
     /// waited for (a shutdown in SYN_SENT would drop the connection).
     fn shutdown(fd: c_int, how: c_int) -> c_int,
     if let Some(entry) = fdtable::lookup(fd).filter(|_| (libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how)) => {
-        if entry.conn.phase() == crate::state::Phase::Armed && !entry.conn.is_auto() && entry.conn.pending_error() == 0 {
+        let conn = &entry.conn;
+        if conn.has_flag(FLAG_LISTENING) {
+            // Shutting a listener's reading side disconnects it: back in
+            // CLOSE, an ordinary socket again (sk_shutdown cleared).
+            // SAFETY: the caller's arguments.
+            let result = crate::errno::check(unsafe { real::shutdown(fd, how) });
+            if result.is_ok() && how != libc::SHUT_WR {
+                conn.set_flag(FLAG_LISTENING, false);
+            }
+            return Done(result);
+        }
+        if conn.phase() == Phase::Armed && !conn.is_auto() {
             // Not connected: the kernel says ENOTCONN, yet keeps the shutdown
             // (inet_shutdown), and a later deferred connect keeps it too: a
             // read of the deferred socket then ends at once.
             // SAFETY: the caller's arguments.
             let result = crate::errno::check(unsafe { real::shutdown(fd, how) });
             if how != libc::SHUT_WR {
-                entry.conn.set_flag(crate::state::FLAG_READ_SHUT, true);
+                conn.set_flag(FLAG_READ_SHUT, true);
             }
             return Done(result);
         }
-        if !entry.conn.needs_attention() {
-            // A shutdown in SYN_SENT disconnects: the socket layer is no
-            // longer "connecting" (inet_shutdown sets SS_UNCONNECTED).
-            if !entry.conn.is_auto() && kernel::tcp_state(fd) == Some(TCP_SYN_SENT) {
-                entry.conn.set_flag(FLAG_KERNEL_CONNECTING, false);
+        if !conn.needs_attention() {
+            if !conn.is_auto() {
+                note_shutdown(fd, entry);
             }
             return Real;
         }
@@ -163,6 +172,24 @@ export_fd! {
         }
         // SAFETY: getpeername's contract for `addr` and `len`.
         Done(unsafe { copy_address(&entry.conn.endpoints().remote, addr, len) })
+    }
+}
+
+/// What inet_shutdown() does to a "connecting" socket layer: in SYN_SENT the
+/// shutdown disconnects (SS_UNCONNECTED); already back in CLOSE, or in
+/// SYN_RECV, it leaves the socket "disconnecting".
+fn note_shutdown(fd: c_int, entry: &Entry) {
+    let conn = &entry.conn;
+    if !conn.has_flag(FLAG_KERNEL_CONNECTING) {
+        return;
+    }
+    match kernel::tcp_state(fd) {
+        Some(TCP_SYN_SENT) => conn.set_flag(FLAG_KERNEL_CONNECTING, false),
+        Some(kernel::TCP_CLOSE | kernel::TCP_SYN_RECV) => {
+            conn.set_flag(FLAG_KERNEL_CONNECTING, false);
+            conn.set_flag(FLAG_KERNEL_DISCONNECTING, true);
+        }
+        _ => {}
     }
 }
 
@@ -321,7 +348,9 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
     // Back in CLOSE after an RST, timeout or disconnect, the socket layer
     // may still say "connecting" (a failure no connect() has seen yet: it
     // is reported first) or "connected" (EISCONN until a disconnect).
-    let socket_layer_busy = conn.has_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED);
+    // A socket that listened once is the kernel's to answer too (6.18 says
+    // EINVAL; an older kernel connects it plainly).
+    let socket_layer_busy = conn.has_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED | FLAG_KERNEL_DISCONNECTING | FLAG_HAS_LISTENED);
     if kernel::tcp_state(fd) != Some(kernel::TCP_CLOSE) || (unspec && phase != crate::state::Phase::Armed) || socket_layer_busy {
         if phase == crate::state::Phase::Armed {
             conn.connected_without_deferral(false);
@@ -337,11 +366,13 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
     }
     // Otherwise the kernel's flag survives tcp_disconnect(), so this connect
     // defers again, and an error left in sk_err stays for the next call.
-    if phase == crate::state::Phase::Kernel {
+    // So does a reading side shut since (sk_shutdown; tcp_disconnect clears it).
+    if phase == Phase::Kernel {
         match kernel::take_socket_error(fd) {
             0 => {}
             e => conn.set_pending_error(e),
         }
+        conn.set_flag(FLAG_READ_SHUT, kernel::reading_shut(fd));
     }
     conn.rearm();
     // Only a well-formed address of the socket's own family is ours; the
@@ -367,6 +398,13 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
 /// success or EISCONN leave it connected, EINPROGRESS/EALREADY connecting,
 /// a disconnect or any other error unconnected.
 fn note_socket_layer(entry: &Entry, unspec: bool, result: SysResult<c_int>) {
+    // "Disconnecting" refuses every connect (EINVAL) but a disconnect.
+    if entry.conn.has_flag(FLAG_KERNEL_DISCONNECTING) {
+        if !unspec {
+            return;
+        }
+        entry.conn.set_flag(FLAG_KERNEL_DISCONNECTING, false);
+    }
     let (connected, connecting) = match result {
         _ if unspec => (false, false),
         Ok(_) | Err(Errno(libc::EISCONN)) => (true, false),

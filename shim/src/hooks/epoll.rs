@@ -193,7 +193,7 @@ fn synthesized(watch: &Watch) -> Held {
     if fdtable::lookup(watch.fd).is_none() {
         return Held::Drop; // still_unsent found the number reused and forgot it
     }
-    let wanted = watch.event.events & REPORTED_MASK;
+    let wanted = watch.event.events & (REPORTED_MASK | super::poll::deferred_mask(entry) as u16 as u32);
     let error = if entry.conn.pending_error() != 0 { libc::EPOLLERR as u32 } else { 0 };
     if unsent {
         Held::Report(wanted | error)

@@ -17,6 +17,14 @@ export! {
         if super::unsent(fd).is_some_and(|entry| super::still_unsent(fd, entry)) {
             return crate::export::Done(Err(crate::errno::Errno(libc::EINVAL)));
         }
+        // A socket the emulation deferred once is, to the kernel, one that
+        // connected: a kernel that then refuses listen() would refuse it.
+        let emulated_connect = crate::fdtable::lookup(fd).is_some_and(|entry| {
+            entry.conn.engine() == crate::state::Engine::Emulated && entry.conn.has_flag(crate::state::FLAG_HAS_CONNECTED)
+        });
+        if emulated_connect && kernel::listen_refused_after_connect() {
+            return crate::export::Done(Err(crate::errno::Errno(libc::EINVAL)));
+        }
         let config = config::get();
         if let Some(server) = config.server.as_ref().filter(|_| config.mode != Mode::Off) {
             let port = kernel::local_address(fd).map_or(0, |a| a.port());
@@ -32,8 +40,12 @@ export! {
         // now on (its option value and a pending error stay readable).
         // SAFETY: the caller's arguments.
         let result = crate::errno::check(unsafe { crate::real::listen(fd, backlog) });
+        if result.is_ok() {
+            // A server socket: auto mode leaves its later connect() alone.
+            crate::fdtable::clear_candidate(fd);
+        }
         if let (Ok(_), Some(entry)) = (result, crate::fdtable::lookup(fd)) {
-            entry.conn.set_flag(crate::state::FLAG_LISTENING, true);
+            entry.conn.set_flag(crate::state::FLAG_LISTENING | crate::state::FLAG_HAS_LISTENED, true);
             if entry.conn.phase() == crate::state::Phase::Armed {
                 entry.conn.connected_without_deferral(false);
             }

@@ -24,6 +24,16 @@ use libc::{c_int, nfds_t, pollfd, sigset_t, size_t, timespec};
 /// What tcp_poll() reports for a deferred socket.
 pub const DEFERRED_MASK: i16 = libc::POLLOUT | libc::POLLWRNORM;
 
+/// What tcp_poll() reports for this deferred socket: also "readable, peer
+/// gone" when its reading side was shut before it connected.
+pub fn deferred_mask(entry: &Entry) -> i16 {
+    if entry.conn.has_flag(crate::state::FLAG_READ_SHUT) {
+        DEFERRED_MASK | libc::POLLIN | libc::POLLRDNORM | libc::POLLRDHUP
+    } else {
+        DEFERRED_MASK
+    }
+}
+
 /// Interest in input, for the kick rule.
 pub const INPUT_MASK: i16 = libc::POLLIN | libc::POLLRDNORM | libc::POLLPRI | libc::POLLRDHUP;
 
@@ -160,7 +170,7 @@ fn poll_once(entries: &mut [pollfd], caller_waits: bool, real_poll: &impl Fn(boo
         }
         if conn.engine() == Engine::Emulated && still_unsent(p.fd, entry) {
             hidden.set(i);
-            ready += (p.events & DEFERRED_MASK != 0 || conn.pending_error() != 0) as c_int;
+            ready += (p.events & deferred_mask(entry) != 0 || conn.pending_error() != 0) as c_int;
             p.fd = !p.fd; // negative: ignored by the kernel, restored below
         }
     }
@@ -193,9 +203,12 @@ fn poll_once(entries: &mut [pollfd], caller_waits: bool, real_poll: &impl Fn(boo
     for (i, p) in entries.iter_mut().enumerate() {
         if hidden.get(i) {
             p.fd = !p.fd;
-            p.revents = p.events & DEFERRED_MASK;
-            if attention(p.fd).is_some_and(|e| e.conn.pending_error() != 0) {
-                p.revents |= libc::POLLERR;
+            p.revents = 0;
+            if let Some(entry) = attention(p.fd) {
+                p.revents = p.events & deferred_mask(entry);
+                if entry.conn.pending_error() != 0 {
+                    p.revents |= libc::POLLERR;
+                }
             }
             continue;
         }

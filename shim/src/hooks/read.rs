@@ -93,11 +93,17 @@ fn before_read(fd: c_int, entry: &Entry, read: Read) -> Answer<ssize_t> {
     let (conn, flags) = (&entry.conn, read.flags);
     // A message or vector the kernel cannot read (EFAULT, EINVAL,
     // EMSGSIZE), a listener, or what the kernel answers either way.
-    if read.len == usize::MAX
-        || conn.has_flag(crate::state::FLAG_LISTENING | crate::state::FLAG_READ_SHUT)
-        || (!conn.is_auto() && answered_by_the_kernel(read))
-    {
+    if read.len == usize::MAX || conn.has_flag(crate::state::FLAG_LISTENING) || (!conn.is_auto() && answered_by_the_kernel(read)) {
         return Real;
+    }
+    // The reading side is shut: the kernel's read ends at once, after a
+    // pending error (tcp_recvmsg checks sk_err before sk_shutdown).
+    if conn.has_flag(crate::state::FLAG_READ_SHUT) {
+        let pending = if conn.is_auto() { None } else { conn.take_pending_error() };
+        return match pending {
+            Some(e) => Done(Err(e)),
+            None => Real,
+        };
     }
     if conn.is_auto() {
         if auto_unsent(entry) {
@@ -175,10 +181,24 @@ export_fd! {
 export_fd! {
     fn recvmmsg(fd: c_int, msgs: *mut mmsghdr, count: libc::c_uint, flags: c_int, timeout: *mut timespec) -> c_int,
     if let Some(entry) = attention(fd) => {
+        // do_recvmmsg() reports a pending error before it reads a message.
+        if flags & (libc::MSG_ERRQUEUE | MSG_CMSG_COMPAT) == 0 && timeout_ok(timeout) {
+            if let Some(e) = entry.conn.take_pending_error() {
+                return Done(Err(e));
+            }
+        }
         let len = if msgs.is_null() || count == 0 { usize::MAX } else { msg_len(msgs.cast_const().cast()) };
         match before_read(fd, entry, Read { flags, len, vfs: false, reply: Reply::Messages }) {
             Real => Real,
             Done(r) => Done(r.map(|n| n as c_int)),
         }
     }
+}
+
+/// recvmmsg() refuses this flag from user space (EINVAL) before anything.
+const MSG_CMSG_COMPAT: c_int = 0x8000_0000u32 as c_int;
+
+/// recvmmsg()'s timeout is copied in first (EFAULT).
+fn timeout_ok(timeout: *mut timespec) -> bool {
+    timeout.is_null() || kernel::readable(timeout.cast(), std::mem::size_of::<timespec>())
 }

@@ -90,7 +90,8 @@ unsafe fn select_once(n: c_int, [r, w, e]: [*mut fd_set; 3], original: &[Option<
     unsafe {
         let isset = |s: *mut fd_set, fd| !s.is_null() && libc::FD_ISSET(fd, s);
         // Emulated deferred sockets the caller asked about for writing: all
-        // ready; for reading: only with a disconnect's error pending (POLLERR).
+        // ready; for reading: only with a disconnect's error pending
+        // (POLLERR) or the reading side shut (POLLIN).
         let mut writable: fd_set = std::mem::zeroed();
         let mut readable: fd_set = std::mem::zeroed();
         let mut kicks: fd_set = std::mem::zeroed();
@@ -115,7 +116,8 @@ unsafe fn select_once(n: c_int, [r, w, e]: [*mut fd_set; 3], original: &[Option<
                 libc::FD_SET(fd, &mut writable);
                 ready += 1;
             }
-            if isset(r, fd) && entry.conn.pending_error() != 0 {
+            let input = super::poll::deferred_mask(entry) & libc::POLLIN != 0;
+            if isset(r, fd) && (entry.conn.pending_error() != 0 || input) {
                 libc::FD_SET(fd, &mut readable);
                 ready += 1;
             }

@@ -8,7 +8,7 @@ use crate::export::{Answer, Done, Real};
 use crate::fdtable::{self, Entry};
 use crate::kernel::{self, MSG_FASTOPEN};
 use crate::real;
-use crate::state::{Phase, FLAG_COOKIE_REQUESTED, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING};
+use crate::state::{Phase, FLAG_COOKIE_REQUESTED, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_LISTENING};
 use libc::{c_int, c_uint, c_void, iovec, loff_t, mmsghdr, msghdr, off_t, size_t, sockaddr, socklen_t, ssize_t};
 
 export_fd! {
@@ -264,7 +264,8 @@ fn with_given_address(fd: c_int, entry: &Entry, given: GivenAddress, payload: Pa
 fn own_fastopen(fd: c_int, entry: &Entry, flags: c_int, call: impl FnOnce() -> ssize_t) -> Option<Answer<ssize_t>> {
     let conn = &entry.conn;
     let phase = conn.phase();
-    let ours = phase == Phase::Armed || (phase == Phase::Kernel && conn.pending_error() == 0);
+    // A listener answers MSG_FASTOPEN (EISCONN) before any pending error.
+    let ours = phase == Phase::Armed || (phase == Phase::Kernel && (conn.pending_error() == 0 || conn.has_flag(FLAG_LISTENING)));
     if flags & MSG_FASTOPEN == 0 || conn.is_auto() || !ours {
         return None;
     }
