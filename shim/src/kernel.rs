@@ -404,6 +404,14 @@ pub fn futex_wake(word: &AtomicU32) {
     }
 }
 
+/// connect(AF_UNSPEC): tcp_disconnect() of `fd`, which sends nothing for a
+/// socket in CLOSE.
+pub fn disconnect(fd: c_int) {
+    let unspec = SockAddr::any(libc::AF_UNSPEC);
+    // SAFETY: an AF_UNSPEC address of sockaddr's size.
+    unsafe { real::connect(fd, unspec.as_ptr(), size_of::<libc::sockaddr>() as socklen_t) };
+}
+
 /// Whether this kernel refuses listen() (EINVAL) on a socket that connected
 /// once and was disconnected since (Linux 6.18 does; older kernels listen).
 /// The emulation's socket never reached the kernel's connect, so the kernel
@@ -441,9 +449,7 @@ fn probe_listen_after_connect() -> Option<bool> {
             Ok(_) | Err(Errno(libc::EINPROGRESS)) => {}
             Err(_) => return None,
         }
-        let unspec = SockAddr::any(libc::AF_UNSPEC);
-        // SAFETY: an AF_UNSPEC address: a disconnect.
-        check(unsafe { real::connect(client, unspec.as_ptr(), size_of::<libc::sockaddr>() as socklen_t) }).ok()?;
+        disconnect(client);
         // SAFETY: our own socket.
         Some(check(unsafe { real::listen(client, 1) }) == Err(Errno(libc::EINVAL)))
     });

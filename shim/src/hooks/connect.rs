@@ -199,6 +199,11 @@ fn disconnect(fd: c_int, entry: &Entry) -> bool {
     if !entry.conn.disconnect() {
         return false;
     }
+    // The unconnected socket under it goes through tcp_disconnect() too, as
+    // the kernel's would: the reading side's shutdown is forgotten, and
+    // TCP_INFO's rcv_mss becomes the minimum (88).
+    kernel::disconnect(fd);
+    entry.conn.set_flag(FLAG_READ_SHUT, false);
     super::registrations::rearm(fd, entry);
     true
 }
