@@ -78,6 +78,15 @@ pub fn tcp_info(fd: c_int) -> SysResult<TcpInfo> {
     Ok(TcpInfo { state: info[0], options: info[5], fastopen_client_fail: (info[7] >> 1) & 3 })
 }
 
+/// SIOCOUTQ: for a socket in CLOSE, write_seq - snd_una (moved by every
+/// tcp_disconnect()). `None` where the kernel refuses.
+pub fn send_queue(fd: c_int) -> Option<i32> {
+    let mut queued: c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int. ioctl is not interposed (README).
+    check(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued as *mut c_int) }).ok()?;
+    Some(queued)
+}
+
 /// The TCP state (tcpi_state) of the kernel's socket.
 pub fn tcp_state(fd: c_int) -> Option<u8> {
     tcp_info(fd).ok().map(|i| i.state)

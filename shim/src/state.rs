@@ -169,6 +169,11 @@ pub struct Connection {
     /// FORKS when the connect() was deferred: a fork since then may share
     /// the socket with another process.
     forks_at_defer: AtomicU32,
+    /// SIOCOUTQ of the socket underneath when this process first forked
+    /// since the deferral (UNMARKED before). tcp_disconnect() moves it (the
+    /// sequence number jumps), so a change while the socket is still in
+    /// CLOSE means another process sharing it disconnected it.
+    send_queue_mark: AtomicI32,
     /// When the auto-mode connect() was deferred (CLOCK_MONOTONIC, ms).
     deferred_at_ms: std::sync::atomic::AtomicU64,
     /// epoll instances (fd + 1) holding this socket's registrations.
@@ -195,11 +200,15 @@ impl Default for Connection {
             retained: Default::default(),
             deferred_at_ms: Default::default(),
             forks_at_defer: AtomicU32::new(0),
+            send_queue_mark: AtomicI32::new(UNMARKED),
             watchers: Default::default(),
             endpoints: UnsafeCell::new(Endpoints { remote: SockAddr::empty(), local: SockAddr::empty() }),
         }
     }
 }
+
+/// No SIOCOUTQ mark taken since the deferral.
+const UNMARKED: i32 = i32::MIN;
 
 /// How many times this process forked (parent and child both count).
 static FORKS: AtomicU32 = AtomicU32::new(0);
@@ -352,6 +361,7 @@ impl Connection {
     /// The deferral is recorded: connect() returns 0.
     pub fn deferred(&self, endpoints: Endpoints) {
         self.forks_at_defer.store(FORKS.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.send_queue_mark.store(UNMARKED, Ordering::Relaxed);
         // SAFETY: we own the Connecting phase, so nobody reads the cell.
         unsafe { *self.endpoints.get() = endpoints };
         self.flags.fetch_or(FLAG_HAS_CONNECTED, Ordering::Relaxed);
@@ -419,6 +429,41 @@ impl Connection {
     pub fn resolved(&self) {
         self.retained.release();
         self.enter(Phase::Kernel);
+    }
+
+    /// Before a fork: an explicit emulated deferred socket about to be
+    /// shared takes its mark (once per deferral), for `catch_up`.
+    pub fn mark_before_fork(&self, fd: c_int) {
+        if self.phase() == Phase::Deferred
+            && !self.is_auto()
+            && self.engine() == Engine::Emulated
+            && self.send_queue_mark.load(Ordering::Relaxed) == UNMARKED
+        {
+            if let Some(queued) = kernel::send_queue(fd) {
+                self.send_queue_mark.store(queued, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A deferred socket shared with another process since it was deferred
+    /// (a fork): the other process may have disconnected it.
+    #[inline(always)]
+    pub fn may_be_disconnected_elsewhere(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) == Phase::Deferred as u32
+            && self.send_queue_mark.load(Ordering::Relaxed) != UNMARKED
+            && FORKS.load(Ordering::Relaxed) != self.forks_at_defer.load(Ordering::Relaxed)
+    }
+
+    /// Follows a disconnect made by another process sharing the socket
+    /// (its shutdown() or connect(AF_UNSPEC) ran tcp_disconnect() on the
+    /// socket underneath): this process sees what the kernel's would, an
+    /// unconnected socket with ECONNRESET pending.
+    #[cold]
+    pub fn catch_up(&self, fd: c_int) {
+        let mark = self.send_queue_mark.load(Ordering::Relaxed);
+        if kernel::send_queue(fd).is_some_and(|queued| queued != mark) && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) && self.disconnect() {
+            self.set_flag(FLAG_READ_SHUT, false);
+        }
     }
 
     /// Explicit: disconnect of a deferred socket (no packet, ECONNRESET).

@@ -165,6 +165,11 @@ pub fn install_fork_handlers() {
 extern "C" fn prepare_fork() {
     let saved = crate::errno::get();
     super::epoll::before_fork();
+    for fd in 0..=fdtable::highest() {
+        if let Some(entry) = fdtable::lookup(fd) {
+            entry.conn.mark_before_fork(fd);
+        }
+    }
     crate::errno::set(saved);
 }
 
