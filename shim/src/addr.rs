@@ -110,6 +110,11 @@ impl SockAddr {
         u16::from_be(self.storage.sin6_port)
     }
 
+    /// Replaces the port (sin_port and sin6_port share an offset).
+    pub fn set_port(&mut self, port: u16) {
+        self.storage.sin6_port = port.to_be();
+    }
+
     /// Replaces the IP address, keeping family, port and the rest.
     pub fn set_ip(&mut self, ip: IpAddr) {
         match ip {

@@ -36,6 +36,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Named by more than one fd number (a dup).
+    pub fn shared(&self) -> bool {
+        self.refs.load(Ordering::Acquire) > 1
+    }
+
     /// Back to a fresh entry with one reference.
     fn reset(&self) {
         self.conn.reset();

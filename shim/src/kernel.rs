@@ -424,8 +424,10 @@ pub fn disconnect(fd: c_int) {
 /// Whether this kernel refuses listen() (EINVAL) on a socket that connected
 /// once and was disconnected since (Linux 6.18 does; older kernels listen).
 /// The emulation's socket never reached the kernel's connect, so the kernel
-/// cannot answer for it: one probe on loopback per process tells. A probe
-/// that cannot run (no loopback) says no, as older kernels would.
+/// cannot answer for it: one probe per process tells. The probe is the
+/// kernel's own deferred connect without a cookie, which sends nothing; a
+/// kernel without it (or a namespace without the client bit, or without
+/// loopback) is taken to listen, as older kernels do.
 pub fn listen_refused_after_connect() -> bool {
     use std::sync::atomic::{AtomicU8, Ordering};
     static ANSWER: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 yes, 2 no
@@ -440,34 +442,24 @@ pub fn listen_refused_after_connect() -> bool {
 }
 
 fn probe_listen_after_connect() -> Option<bool> {
-    let flags = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
     // SAFETY: plain socket creation.
-    let server = check(unsafe { real::socket(libc::AF_INET, flags, 0) }).ok()?;
-    // SAFETY: as above.
-    let client = check(unsafe { real::socket(libc::AF_INET, flags, 0) });
-    let answer = client.ok().and_then(|client| {
-        let mut at = SockAddr::any(libc::AF_INET);
-        at.set_ip(IpAddr::from([127, 0, 0, 1]));
-        // SAFETY: `at` is a valid IPv4 address; the sockets are ours.
-        check(unsafe { libc::bind(server, at.as_ptr(), at.len()) }).ok()?;
-        // SAFETY: our own socket.
-        check(unsafe { real::listen(server, 1) }).ok()?;
-        let bound = local_address(server).ok()?;
-        // SAFETY: `bound` is a valid address of its length.
-        match check(unsafe { real::connect(client, bound.as_ptr(), bound.len()) }) {
+    let probe = check(unsafe { real::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) }).ok()?;
+    let answer = (|| {
+        set_int_option(probe, libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1).ok()?;
+        set_int_option(probe, libc::IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1).ok()?;
+        let mut discard = SockAddr::any(libc::AF_INET);
+        discard.set_ip(IpAddr::from([127, 0, 0, 1]));
+        discard.set_port(9);
+        // SAFETY: `discard` is a valid IPv4 address; the socket is ours.
+        match check(unsafe { real::connect(probe, discard.as_ptr(), discard.len()) }) {
             Ok(_) | Err(Errno(libc::EINPROGRESS)) => {}
             Err(_) => return None,
         }
-        disconnect(client);
+        disconnect(probe);
         // SAFETY: our own socket.
-        Some(check(unsafe { real::listen(client, 1) }) == Err(Errno(libc::EINVAL)))
-    });
-    // SAFETY: closing the probe sockets opened above.
-    unsafe {
-        if let Ok(client) = client {
-            real::close(client);
-        }
-        real::close(server);
-    }
+        Some(check(unsafe { real::listen(probe, 1) }) == Err(Errno(libc::EINVAL)))
+    })();
+    // SAFETY: closing the probe socket opened above.
+    unsafe { real::close(probe) };
     answer
 }

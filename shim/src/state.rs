@@ -138,6 +138,10 @@ pub const FLAG_KERNEL_CONNECTING: u32 = 2;
 /// Every connect() then says EINVAL until a disconnect (AF_UNSPEC).
 pub const FLAG_KERNEL_DISCONNECTING: u32 = 32;
 
+/// shutdown(SHUT_WR or SHUT_RDWR) before the socket connected: with the
+/// reading side shut too (SHUTDOWN_MASK) tcp_poll() adds POLLHUP.
+pub const FLAG_WRITE_SHUT: u32 = 256;
+
 /// The socket listened once. Linux 6.18 then refuses every connect()
 /// (EINVAL), so connect() is the kernel's to answer, never deferred.
 pub const FLAG_HAS_LISTENED: u32 = 64;
@@ -462,7 +466,7 @@ impl Connection {
     pub fn catch_up(&self, fd: c_int) {
         let mark = self.send_queue_mark.load(Ordering::Relaxed);
         if kernel::send_queue(fd).is_some_and(|queued| queued != mark) && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) && self.disconnect() {
-            self.set_flag(FLAG_READ_SHUT, false);
+            self.set_flag(FLAG_READ_SHUT | FLAG_WRITE_SHUT, false);
         }
     }
 

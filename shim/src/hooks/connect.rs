@@ -23,7 +23,7 @@ use crate::export::{Answer, Done, Real};
 use crate::fdtable::{self, Entry};
 use crate::kernel::{self, MSG_FASTOPEN, TCP_FASTOPEN_CONNECT, TCP_SYN_SENT, TFO_CLIENT_NO_COOKIE};
 use crate::log::{debug, warning};
-use crate::state::{Endpoints, Engine, Phase, Wait, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_KERNEL_DISCONNECTING, FLAG_HAS_LISTENED, FLAG_LISTENING, FLAG_READ_SHUT};
+use crate::state::{Endpoints, Engine, Phase, Wait, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_KERNEL_DISCONNECTING, FLAG_HAS_LISTENED, FLAG_LISTENING, FLAG_READ_SHUT, FLAG_WRITE_SHUT};
 use crate::stats::{self, Counter};
 use crate::{failures, memo, policy, real};
 use libc::{c_int, sockaddr, socklen_t};
@@ -126,6 +126,9 @@ export_fd! {
             if how != libc::SHUT_WR {
                 conn.set_flag(FLAG_READ_SHUT, true);
             }
+            if how != libc::SHUT_RD {
+                conn.set_flag(FLAG_WRITE_SHUT, true);
+            }
             return Done(result);
         }
         if !conn.needs_attention() {
@@ -203,7 +206,7 @@ fn disconnect(fd: c_int, entry: &Entry) -> bool {
     // the kernel's would: the reading side's shutdown is forgotten, and
     // TCP_INFO's rcv_mss becomes the minimum (88).
     kernel::disconnect(fd);
-    entry.conn.set_flag(FLAG_READ_SHUT, false);
+    entry.conn.set_flag(FLAG_READ_SHUT | FLAG_WRITE_SHUT, false);
     super::registrations::rearm(fd, entry);
     true
 }
@@ -378,6 +381,7 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
             e => conn.set_pending_error(e),
         }
         conn.set_flag(FLAG_READ_SHUT, kernel::reading_shut(fd));
+        conn.set_flag(FLAG_WRITE_SHUT, false); // not visible in CLOSE
     }
     conn.rearm();
     // Only a well-formed address of the socket's own family is ours; the

@@ -193,7 +193,9 @@ fn synthesized(watch: &Watch) -> Held {
     if fdtable::lookup(watch.fd).is_none() {
         return Held::Drop; // still_unsent found the number reused and forgot it
     }
-    let wanted = watch.event.events & (REPORTED_MASK | super::poll::deferred_mask(entry) as u16 as u32);
+    let mask = super::poll::deferred_mask(entry) as u16 as u32;
+    // EPOLLHUP is reported unasked.
+    let wanted = (watch.event.events | libc::EPOLLHUP as u32) & (REPORTED_MASK | mask);
     let error = if entry.conn.pending_error() != 0 { libc::EPOLLERR as u32 } else { 0 };
     if unsent {
         Held::Report(wanted | error)

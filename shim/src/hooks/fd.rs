@@ -29,7 +29,8 @@ fn duplicated(fd: c_int, copy: c_int) -> c_int {
     if copy >= 0 && copy != fd {
         let candidate = fdtable::is_candidate(fd);
         if candidate {
-            fdtable::mark(fd);
+            // Through hooks::mark: a fork must be seen from now on.
+            super::mark(fd);
         }
         // Whatever `copy` was before, the kernel closed it.
         fdtable::renumber(copy, candidate);
@@ -58,6 +59,7 @@ export_fd! {
             // A dropped SYN is still worth remembering; no retry on the way out.
             syn::resolve(fd, entry, false);
         }
+        super::registrations::before_close(fd, entry);
         // Forget first: once the number is free, a new socket may get it.
         fdtable::forget(fd);
         Real

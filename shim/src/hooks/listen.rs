@@ -19,8 +19,11 @@ export! {
         }
         // A socket the emulation deferred once is, to the kernel, one that
         // connected: a kernel that then refuses listen() would refuse it.
+        // (A socket back in CLOSE: one whose SYN left is the kernel's to answer.)
         let emulated_connect = crate::fdtable::lookup(fd).is_some_and(|entry| {
-            entry.conn.engine() == crate::state::Engine::Emulated && entry.conn.has_flag(crate::state::FLAG_HAS_CONNECTED)
+            entry.conn.engine() == crate::state::Engine::Emulated
+                && entry.conn.has_flag(crate::state::FLAG_HAS_CONNECTED)
+                && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE)
         });
         if emulated_connect && kernel::listen_refused_after_connect() {
             return crate::export::Done(Err(crate::errno::Errno(libc::EINVAL)));

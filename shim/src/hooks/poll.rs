@@ -25,13 +25,24 @@ use libc::{c_int, nfds_t, pollfd, sigset_t, size_t, timespec};
 pub const DEFERRED_MASK: i16 = libc::POLLOUT | libc::POLLWRNORM;
 
 /// What tcp_poll() reports for this deferred socket: also "readable, peer
-/// gone" when its reading side was shut before it connected.
+/// gone" when its reading side was shut before it connected, and "hung up"
+/// when both sides were.
 pub fn deferred_mask(entry: &Entry) -> i16 {
-    if entry.conn.has_flag(crate::state::FLAG_READ_SHUT) {
-        DEFERRED_MASK | libc::POLLIN | libc::POLLRDNORM | libc::POLLRDHUP
-    } else {
-        DEFERRED_MASK
+    use crate::state::{FLAG_READ_SHUT, FLAG_WRITE_SHUT};
+    let mut mask = DEFERRED_MASK;
+    if entry.conn.has_flag(FLAG_READ_SHUT) {
+        mask |= libc::POLLIN | libc::POLLRDNORM | libc::POLLRDHUP;
+        if entry.conn.has_flag(FLAG_WRITE_SHUT) {
+            mask |= libc::POLLHUP;
+        }
     }
+    mask
+}
+
+/// What poll reports of a deferred socket asked for `events` (POLLHUP
+/// always, as poll adds it unasked).
+fn reported(events: i16, entry: &Entry) -> i16 {
+    deferred_mask(entry) & (events | libc::POLLHUP)
 }
 
 /// Interest in input, for the kick rule.
@@ -170,7 +181,7 @@ fn poll_once(entries: &mut [pollfd], caller_waits: bool, real_poll: &impl Fn(boo
         }
         if conn.engine() == Engine::Emulated && still_unsent(p.fd, entry) {
             hidden.set(i);
-            ready += (p.events & deferred_mask(entry) != 0 || conn.pending_error() != 0) as c_int;
+            ready += (reported(p.events, entry) != 0 || conn.pending_error() != 0) as c_int;
             p.fd = !p.fd; // negative: ignored by the kernel, restored below
         }
     }
@@ -205,7 +216,7 @@ fn poll_once(entries: &mut [pollfd], caller_waits: bool, real_poll: &impl Fn(boo
             p.fd = !p.fd;
             p.revents = 0;
             if let Some(entry) = attention(p.fd) {
-                p.revents = p.events & deferred_mask(entry);
+                p.revents = reported(p.events, entry);
                 if entry.conn.pending_error() != 0 {
                     p.revents |= libc::POLLERR;
                 }

@@ -92,6 +92,24 @@ pub fn rearm(fd: c_int, entry: &Entry) {
     });
 }
 
+/// `fd` is being closed while a dup keeps its socket open: the kernel
+/// keeps an epoll registration of the file, so one libtfo holds moves to
+/// another number naming the same socket (the events and data stay).
+pub fn before_close(fd: c_int, entry: &'static Entry) {
+    if !entry.shared() || entry.conn.watchers.iter().all(|w| w.load(Ordering::Relaxed) == 0) {
+        return;
+    }
+    let Some(other) = (0..=fdtable::highest()).find(|&n| n != fd && fdtable::lookup(n).is_some_and(|e| std::ptr::eq(e, entry))) else {
+        return;
+    };
+    each_watch(fd, entry, |_, w| {
+        if w.held {
+            w.fd = other;
+            w.generation = fdtable::generation(other);
+        }
+    });
+}
+
 /// Adds to `entry`'s watcher list every instance holding a registration of
 /// `fd` (made while `fd` was a candidate without an entry).
 fn adopt_early_watches(fd: c_int, entry: &Entry) {

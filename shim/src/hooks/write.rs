@@ -240,7 +240,7 @@ fn with_given_address(fd: c_int, entry: &Entry, given: GivenAddress, payload: Pa
         // A connected socket ignores the address, but the syscall copies it
         // first (EFAULT, EINVAL).
         return match given {
-            GivenAddress::Refused(e @ Errno(libc::EFAULT | libc::EINVAL)) if entry.conn.is_auto() => Done(Err(e)),
+            GivenAddress::Refused(e @ Errno(libc::EFAULT | libc::EINVAL)) => Done(Err(e)),
             _ => first_write(fd, entry, payload, flags),
         };
     }
