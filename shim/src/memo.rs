@@ -104,19 +104,19 @@ pub fn source_for(fd: libc::c_int, local: &SockAddr, dest: &SockAddr) -> Option<
         IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
         IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
     };
-    if let Some(ip) = local.ip().filter(usable) {
-        return Some(ip);
-    }
+    // A bound socket sends from its address, but the kernel's connect still
+    // needs a route (ENETUNREACH, EACCES for a broadcast).
+    let bound = local.ip().filter(usable);
     let steering = kernel::steering(fd);
     // Not canonical: a mapped destination is asked on an IPv6 socket, and
     // its answer is an IPv6 (mapped) source.
     let question = Question::Route { dest: dest.ip()?, port: dest.port(), steering };
     if let Some(source) = recall(question) {
-        return Some(source);
+        return Some(bound.unwrap_or(source));
     }
     let source = kernel::route_source(dest, &steering)?;
     remember(question, source);
-    Some(source)
+    Some(bound.unwrap_or(source))
 }
 
 /// Whether the kernel holds a cookie for (`dest`, `source`): remembered

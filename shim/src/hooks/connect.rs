@@ -178,17 +178,19 @@ export_fd! {
     }
 }
 
-/// What inet_shutdown() does to a "connecting" socket layer: in SYN_SENT the
-/// shutdown disconnects (SS_UNCONNECTED); already back in CLOSE, or in
-/// SYN_RECV, it leaves the socket "disconnecting".
+/// What inet_shutdown() does to the socket layer: in SYN_SENT the shutdown
+/// disconnects (SS_UNCONNECTED, and the cookie request is freed); a
+/// "connecting" one already back in CLOSE, or in SYN_RECV, is left
+/// "disconnecting". (A first write that waited the send timeout out leaves
+/// the kernel "connecting" where libtfo noted "connected".)
 fn note_shutdown(fd: c_int, entry: &Entry) {
     let conn = &entry.conn;
-    if !conn.has_flag(FLAG_KERNEL_CONNECTING) {
+    if !conn.has_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED) {
         return;
     }
     match kernel::tcp_state(fd) {
-        Some(TCP_SYN_SENT) => conn.set_flag(FLAG_KERNEL_CONNECTING, false),
-        Some(kernel::TCP_CLOSE | kernel::TCP_SYN_RECV) => {
+        Some(TCP_SYN_SENT) => conn.set_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED | crate::state::FLAG_COOKIE_REQUESTED, false),
+        Some(kernel::TCP_CLOSE | kernel::TCP_SYN_RECV) if conn.has_flag(FLAG_KERNEL_CONNECTING) => {
             conn.set_flag(FLAG_KERNEL_CONNECTING, false);
             conn.set_flag(FLAG_KERNEL_DISCONNECTING, true);
         }
@@ -438,6 +440,14 @@ fn deferral(fd: c_int, family: c_int, dest: &SockAddr, ip: IpAddr) -> Option<Soc
     // An IPv6-only socket cannot reach an IPv4-mapped address: the
     // kernel's connect says so (ENETUNREACH).
     if matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()) && kernel::int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Ok(1) {
+        return None;
+    }
+    // No TCP to a broadcast or multicast address (ENETUNREACH).
+    let group = match crate::policy::canonical(ip) {
+        IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast(),
+        IpAddr::V6(v6) => v6.is_multicast(),
+    };
+    if group {
         return None;
     }
     let local = kernel::local_address(fd).ok()?;
