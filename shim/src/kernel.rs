@@ -219,7 +219,7 @@ pub fn steering(fd: c_int) -> Steering {
 /// as `steering`: a throwaway UDP socket is connected there (which sends
 /// nothing) and asked its address. `None` means no route (or no address):
 /// the caller lets the kernel connect and report it.
-pub fn route_source(dest: &SockAddr, steering: &Steering) -> Option<IpAddr> {
+pub fn route_source(dest: &SockAddr, steering: &Steering, bound: Option<IpAddr>) -> Option<IpAddr> {
     // SAFETY: plain socket creation.
     let probe = check(unsafe { real::socket(dest.family(), libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }).ok()?;
     if steering.mark != 0 {
@@ -230,8 +230,17 @@ pub fn route_source(dest: &SockAddr, steering: &Steering) -> Option<IpAddr> {
         // SAFETY: the name and its length, within the array.
         unsafe { real::setsockopt(probe, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, steering.device.as_ptr().cast(), device_len as socklen_t) };
     }
+    // A socket bound to an address routes from it (one that is not local,
+    // bound under IP_FREEBIND, has no route: ENETUNREACH).
+    let bound_ok = bound.is_none_or(|ip| {
+        let _ = set_int_option(probe, libc::IPPROTO_IP, libc::IP_FREEBIND, 1);
+        let mut at = SockAddr::any(dest.family());
+        at.set_ip(ip);
+        // SAFETY: `at` is a valid address of the probe's family.
+        check(unsafe { libc::bind(probe, at.as_ptr(), at.len()) }).is_ok()
+    });
     // SAFETY: `dest` is a valid address of its length.
-    let connected = check(unsafe { real::connect(probe, dest.as_ptr(), dest.len()) }).is_ok();
+    let connected = bound_ok && check(unsafe { real::connect(probe, dest.as_ptr(), dest.len()) }).is_ok();
     let source = if connected { local_address(probe).ok().and_then(|a| a.ip()) } else { None };
     // SAFETY: closing the probe socket opened above.
     unsafe { real::close(probe) };

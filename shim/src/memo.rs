@@ -41,7 +41,7 @@ const SLOTS: usize = 64;
 #[derive(Clone, Copy, Hash, PartialEq, Eq)]
 enum Question {
     /// The source address towards (destination, port), for a socket steered so.
-    Route { dest: IpAddr, port: u16, steering: Steering },
+    Route { dest: IpAddr, port: u16, steering: Steering, bound: Option<IpAddr> },
     /// A cookie is cached for (destination, source).
     Cookie { dest: IpAddr, source: IpAddr },
     /// The failure memory holds no backoff for the destination.
@@ -75,7 +75,7 @@ struct Answer {
 /// page of it is touched before it is used (the process start figure of
 /// `make bench` counts every page).
 const EMPTY: Answer = Answer {
-    question: Question::Route { dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: 0, steering: Steering { mark: 0, device: [0; libc::IFNAMSIZ] } },
+    question: Question::Route { dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: 0, steering: Steering { mark: 0, device: [0; libc::IFNAMSIZ] }, bound: None },
     ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     expires_ms: 0,
 };
@@ -110,11 +110,11 @@ pub fn source_for(fd: libc::c_int, local: &SockAddr, dest: &SockAddr) -> Option<
     let steering = kernel::steering(fd);
     // Not canonical: a mapped destination is asked on an IPv6 socket, and
     // its answer is an IPv6 (mapped) source.
-    let question = Question::Route { dest: dest.ip()?, port: dest.port(), steering };
+    let question = Question::Route { dest: dest.ip()?, port: dest.port(), steering, bound };
     if let Some(source) = recall(question) {
         return Some(bound.unwrap_or(source));
     }
-    let source = kernel::route_source(dest, &steering)?;
+    let source = kernel::route_source(dest, &steering, bound)?;
     remember(question, source);
     Some(bound.unwrap_or(source))
 }

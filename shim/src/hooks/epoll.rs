@@ -41,8 +41,13 @@ const BATCH: usize = 64;
 #[inline(always)]
 fn recordable(fd: c_int) -> Option<()> {
     match fdtable::lookup(fd) {
-        // (An entry a dup made for a candidate still has no option.)
-        Some(entry) => (entry.conn.option() == 1 || entry.conn.is_auto() || fdtable::is_candidate(fd)).then_some(()),
+        // (An entry a dup made for a candidate still has no option; one
+        // whose option was cleared may still have registrations held here.)
+        Some(entry) => (entry.conn.option() == 1
+            || entry.conn.is_auto()
+            || fdtable::is_candidate(fd)
+            || entry.conn.watchers.iter().any(|w| w.load(std::sync::atomic::Ordering::Relaxed) != 0))
+        .then_some(()),
         None => fdtable::is_candidate(fd).then_some(()),
     }
 }
