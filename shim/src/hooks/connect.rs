@@ -346,6 +346,11 @@ fn emulated_deferral(fd: c_int, dest: SockAddr, ip: IpAddr) -> Answer<c_int> {
 fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t), dest: Option<SockAddr>, unspec: bool) -> Answer<c_int> {
     let conn = &entry.conn;
     let phase = conn.phase();
+    if unspec {
+        // tcp_disconnect() clears sk_shutdown: a shutdown before connecting
+        // is forgotten.
+        conn.set_flag(FLAG_READ_SHUT | FLAG_WRITE_SHUT, false);
+    }
     if phase.unsent() && still_unsent(fd, entry) {
         if unspec && disconnect(fd, entry) {
             return Done(Ok(0));
@@ -455,7 +460,7 @@ fn deferral(fd: c_int, family: c_int, dest: &SockAddr, ip: IpAddr) -> Option<Soc
     // The cookie first: with one (the common case) the no-cookie knobs do
     // not matter, and reading them costs four system calls. Connecting to
     // the wildcard address is connecting to the local host.
-    if !has_cookie(wildcard_is_local(ip), source) && !no_cookie_mode(fd) {
+    if !has_cookie(wildcard_is_local(ip, source), source) && !no_cookie_mode(fd) {
         return None;
     }
     let mut local = kernel::with_local_port(fd, family, local)?;
@@ -463,10 +468,12 @@ fn deferral(fd: c_int, family: c_int, dest: &SockAddr, ip: IpAddr) -> Option<Soc
     Some(local)
 }
 
-/// 0.0.0.0 and :: as the kernel's connect() reads them: the loopback address.
-fn wildcard_is_local(ip: IpAddr) -> IpAddr {
+/// 0.0.0.0 and :: as the kernel's connect() reads them: the loopback address
+/// (IPv4's for an IPv6 socket bound to a v4-mapped address, tcp_v6_connect).
+fn wildcard_is_local(ip: IpAddr, source: IpAddr) -> IpAddr {
     match crate::policy::canonical(ip) {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() && crate::policy::canonical(source).is_ipv4() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         other => other,
     }

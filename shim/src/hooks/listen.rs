@@ -26,6 +26,11 @@ export! {
                 && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE)
         });
         if emulated_connect && kernel::listen_refused_after_connect() {
+            // The kernel's refusal comes after inet_csk_listen_start() took
+            // a port, which the socket keeps (a later bind() says EINVAL).
+            if let (Some(family), Ok(local)) = (kernel::tcp_family(fd), kernel::local_address(fd)) {
+                let _ = kernel::with_local_port(fd, family, local);
+            }
             return crate::export::Done(Err(crate::errno::Errno(libc::EINVAL)));
         }
         let config = config::get();
