@@ -163,13 +163,10 @@ pub fn clear_candidate(fd: c_int) {
 pub fn lookup(fd: c_int) -> Option<&'static Entry> {
     let index = SLOTS.get(fd as usize)?.load(Ordering::Acquire);
     if index == 0 {
-        return None;
+        None
+    } else {
+        Some(entry(index))
     }
-    let found = entry(index);
-    if found.conn.may_be_disconnected_elsewhere() {
-        found.conn.catch_up(fd);
-    }
-    Some(found)
 }
 
 /// Starts tracking `fd` with a fresh entry (one reference). `None` when the

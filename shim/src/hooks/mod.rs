@@ -50,6 +50,20 @@ pub fn unsent(fd: c_int) -> Option<&'static Entry> {
     fdtable::lookup(fd).filter(|e| e.conn.is_unsent())
 }
 
+/// A deferred socket shared with another process since a fork catches up
+/// with what that process did to it (`Connection::catch_up`). Called first
+/// by every tracked hook body (export_fd!) and by `still_unsent`.
+/// `first` is the export's first argument: a no-op unless it is an fd (a
+/// type test the compiler settles).
+#[inline]
+pub fn follow<T: Copy + 'static>(first: T, entry: &Entry) {
+    if let Some(&fd) = (&first as &dyn std::any::Any).downcast_ref::<c_int>() {
+        if entry.conn.may_be_disconnected_elsewhere() {
+            entry.conn.catch_up(fd);
+        }
+    }
+}
+
 /// The bytes an iovec array describes: 0 when there are none, `usize::MAX`
 /// when the kernel will refuse the array (it answers then).
 pub fn vector_len(iov: *const libc::iovec, count: c_int) -> usize {
@@ -85,6 +99,7 @@ pub unsafe fn waits(timeout: *const libc::timespec) -> bool {
 /// then this process catches up (Deferred → Kernel) and says false. A
 /// number closed behind libtfo's back and reused is forgotten.
 pub fn still_unsent(fd: c_int, entry: &Entry) -> bool {
+    follow(fd, entry);
     if !entry.conn.is_unsent() {
         return false;
     }

@@ -65,6 +65,9 @@ export! {
         if !is_fastopen_connect(level, name) || config::get().mode == Mode::Off {
             return Real;
         }
+        if let Some(entry) = fdtable::lookup(fd) {
+            super::follow(fd, entry);
+        }
         let result = match emulated(fd, value, len) {
             Some(result) => result,
             // SAFETY: setsockopt's contract for `value` and `len`.
