@@ -449,6 +449,11 @@ impl Connection {
         }
     }
 
+    /// Some epoll instance holds registrations of this socket.
+    pub fn has_watchers(&self) -> bool {
+        self.watchers.iter().any(|w| w.load(Ordering::Relaxed) != 0)
+    }
+
     /// A deferred socket shared with another process since it was deferred
     /// (a fork): the other process may have disconnected it.
     #[inline(always)]
@@ -465,16 +470,19 @@ impl Connection {
     #[cold]
     pub fn catch_up(&self, fd: c_int) {
         let mark = self.send_queue_mark.load(Ordering::Relaxed);
-        if kernel::send_queue(fd).is_some_and(|queued| queued != mark) && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) && self.disconnect() {
-            self.set_flag(FLAG_READ_SHUT | FLAG_WRITE_SHUT, false);
+        if kernel::send_queue(fd).is_some_and(|queued| queued != mark) && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) {
+            self.disconnect();
         }
     }
 
-    /// Explicit: disconnect of a deferred socket (no packet, ECONNRESET).
+    /// Explicit: disconnect of a deferred socket (no packet, ECONNRESET;
+    /// tcp_disconnect() clears sk_shutdown, so a shutdown made before the
+    /// connect is forgotten).
     pub fn disconnect(&self) -> bool {
         if self.cas(Phase::Deferred, Phase::Armed).is_err() {
             return false;
         }
+        self.set_flag(FLAG_READ_SHUT | FLAG_WRITE_SHUT, false);
         self.set_pending_error(libc::ECONNRESET);
         true
     }

@@ -205,10 +205,9 @@ fn disconnect(fd: c_int, entry: &Entry) -> bool {
         return false;
     }
     // The unconnected socket under it goes through tcp_disconnect() too, as
-    // the kernel's would: the reading side's shutdown is forgotten, and
-    // TCP_INFO's rcv_mss becomes the minimum (88).
+    // the kernel's would: its shutdown is forgotten, and TCP_INFO's rcv_mss
+    // becomes the minimum (88).
     kernel::disconnect(fd);
-    entry.conn.set_flag(FLAG_READ_SHUT | FLAG_WRITE_SHUT, false);
     super::registrations::rearm(fd, entry);
     true
 }

@@ -46,7 +46,7 @@ fn recordable(fd: c_int) -> Option<()> {
         Some(entry) => (entry.conn.option() == 1
             || entry.conn.is_auto()
             || fdtable::is_candidate(fd)
-            || entry.conn.watchers.iter().any(|w| w.load(std::sync::atomic::Ordering::Relaxed) != 0))
+            || entry.conn.has_watchers())
         .then_some(()),
         None => fdtable::is_candidate(fd).then_some(()),
     }

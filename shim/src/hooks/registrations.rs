@@ -96,7 +96,7 @@ pub fn rearm(fd: c_int, entry: &Entry) {
 /// keeps an epoll registration of the file, so one libtfo holds moves to
 /// another number naming the same socket (the events and data stay).
 pub fn before_close(fd: c_int, entry: &'static Entry) {
-    if !entry.shared() || entry.conn.watchers.iter().all(|w| w.load(Ordering::Relaxed) == 0) {
+    if !entry.shared() || !entry.conn.has_watchers() {
         return;
     }
     let Some(other) = (0..=fdtable::highest()).find(|&n| n != fd && fdtable::lookup(n).is_some_and(|e| std::ptr::eq(e, entry))) else {
