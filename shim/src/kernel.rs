@@ -82,8 +82,8 @@ pub fn tcp_info(fd: c_int) -> SysResult<TcpInfo> {
 /// tcp_disconnect()). `None` where the kernel refuses.
 pub fn send_queue(fd: c_int) -> Option<i32> {
     let mut queued: c_int = 0;
-    // SAFETY: SIOCOUTQ writes one int. ioctl is not interposed (README).
-    check(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued as *mut c_int) }).ok()?;
+    // SAFETY: SIOCOUTQ writes one int.
+    check(unsafe { real::ioctl(fd, libc::TIOCOUTQ as libc::c_ulong, (&mut queued as *mut c_int).cast()) }).ok()?;
     Some(queued)
 }
 
@@ -428,6 +428,50 @@ pub fn disconnect(fd: c_int) {
     let unspec = SockAddr::any(libc::AF_UNSPEC);
     // SAFETY: an AF_UNSPEC address of sockaddr's size.
     unsafe { real::connect(fd, unspec.as_ptr(), size_of::<libc::sockaddr>() as socklen_t) };
+}
+
+/// tcp_disconnect() of the unconnected `fd` as the kernel's deferred socket
+/// to `remote` goes through it: from SYN_SENT. Only that releases the port
+/// connect() took (tcp_set_state(CLOSE) puts a port not bound explicitly),
+/// forgets a source address not bound explicitly, and moves write_seq past
+/// an initial sequence number. The socket is put in SYN_SENT by the
+/// kernel's own deferred connect without a cookie, which sends nothing, and
+/// the error that disconnect leaves is consumed (the caller reports its
+/// own). A kernel without that connect gets the disconnect from CLOSE.
+pub fn disconnect_from_syn_sent(fd: c_int, remote: &SockAddr) {
+    let tcp = libc::IPPROTO_TCP;
+    let saved = (int_option(fd, tcp, TCP_FASTOPEN_CONNECT), int_option(fd, tcp, TCP_FASTOPEN_NO_COOKIE));
+    let flags = fcntl_flags(fd);
+    let armed = set_int_option(fd, tcp, TCP_FASTOPEN_CONNECT, 1).is_ok() && set_int_option(fd, tcp, TCP_FASTOPEN_NO_COOKIE, 1).is_ok();
+    if armed {
+        // Non-blocking for this one call: should the kernel send a SYN after
+        // all (active Fast Open disabled after a black hole), connect() must
+        // not wait for it.
+        if let Some(flags) = flags.filter(|f| f & libc::O_NONBLOCK == 0) {
+            set_fcntl_flags(fd, flags | libc::O_NONBLOCK);
+        }
+        // SAFETY: `remote` is a valid address of its length.
+        unsafe { real::connect(fd, remote.as_ptr(), remote.len()) };
+        if let Some(flags) = flags.filter(|f| f & libc::O_NONBLOCK == 0) {
+            set_fcntl_flags(fd, flags);
+        }
+    }
+    disconnect(fd);
+    if armed {
+        take_socket_error(fd);
+    }
+    let _ = set_int_option(fd, tcp, TCP_FASTOPEN_NO_COOKIE, saved.1.unwrap_or(0));
+    let _ = set_int_option(fd, tcp, TCP_FASTOPEN_CONNECT, saved.0.unwrap_or(0));
+}
+
+fn fcntl_flags(fd: c_int) -> Option<c_int> {
+    // SAFETY: F_GETFL takes no argument.
+    check(unsafe { real::fcntl(fd, libc::F_GETFL, 0) }).ok()
+}
+
+fn set_fcntl_flags(fd: c_int, flags: c_int) {
+    // SAFETY: F_SETFL with an int argument.
+    unsafe { real::fcntl(fd, libc::F_SETFL, flags as usize) };
 }
 
 /// Whether this kernel refuses listen() (EINVAL) on a socket that connected

@@ -205,9 +205,9 @@ fn disconnect(fd: c_int, entry: &Entry) -> bool {
         return false;
     }
     // The unconnected socket under it goes through tcp_disconnect() too, as
-    // the kernel's would: its shutdown is forgotten, and TCP_INFO's rcv_mss
-    // becomes the minimum (88).
-    kernel::disconnect(fd);
+    // the kernel's would: its shutdown is forgotten, TCP_INFO's rcv_mss
+    // becomes the minimum (88), and the port connect() took is released.
+    kernel::disconnect_from_syn_sent(fd, &entry.conn.endpoints().remote);
     super::registrations::rearm(fd, entry);
     true
 }
@@ -498,10 +498,24 @@ fn has_cookie(dest: IpAddr, source: IpAddr) -> bool {
 
 /// No cookie: the SYN leaves now and asks for one. A zero-length
 /// sendto(MSG_FASTOPEN) is exactly that connect: a cookie-request SYN,
-/// EINPROGRESS when non-blocking, the handshake's result when blocking.
+/// EINPROGRESS when non-blocking. A blocking one then waits in a real
+/// connect(), not in the sendto: a sendto waits as a writer
+/// (sk_write_pending), which makes the kernel delay its ACK of the SYN-ACK
+/// and enter quick-ack mode, unlike the connect() it stands for.
 fn request_cookie(fd: c_int, entry: &Entry, dest: &SockAddr) -> Answer<c_int> {
+    let flags = MSG_FASTOPEN | libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
     // SAFETY: a zero-length sendto reads no memory; `dest` is valid.
-    let result = check(unsafe { real::sendto(fd, std::ptr::null(), 0, MSG_FASTOPEN | libc::MSG_NOSIGNAL, dest.as_ptr(), dest.len()) });
+    let mut result = check(unsafe { real::sendto(fd, std::ptr::null(), 0, flags, dest.as_ptr(), dest.len()) });
+    if result == Err(Errno(libc::EINPROGRESS)) && !kernel::is_nonblocking(fd) {
+        // The socket layer is "connecting": this connect() waits as the
+        // first would (SO_SNDTIMEO, signals), and says EALREADY where that
+        // one says EINPROGRESS (the wait ran out).
+        // SAFETY: `dest` is a valid address of its length.
+        result = match check(unsafe { real::connect(fd, dest.as_ptr(), dest.len()) }) {
+            Err(Errno(libc::EALREADY)) => Err(Errno(libc::EINPROGRESS)),
+            other => other.map(|n| n as isize),
+        };
+    }
     match result {
         // Client Fast Open is off in this netns. The kernel's connect() does
         // not check that, so a plain connect is what it would do.

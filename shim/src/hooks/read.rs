@@ -48,9 +48,6 @@ enum Reply {
     Length,
     Address(*mut sockaddr, *mut socklen_t),
     Message(*mut msghdr),
-    /// recvmmsg: a wait for no bytes there goes on to the next message;
-    /// not modelled (EAGAIN, as for a read of bytes).
-    Messages,
 }
 
 impl Reply {
@@ -60,7 +57,6 @@ impl Reply {
     /// empty address, no flags and no control data.
     fn empty(self) -> Result<ssize_t, Errno> {
         match self {
-            Reply::Messages => return Err(Errno(libc::EAGAIN)),
             Reply::Length => {}
             Reply::Address(addr, _) if addr.is_null() => {}
             Reply::Address(_, alen) => {
@@ -187,12 +183,76 @@ export_fd! {
                 return Done(Err(e));
             }
         }
-        let len = if msgs.is_null() || count == 0 { usize::MAX } else { msg_len(msgs.cast_const().cast()) };
-        match before_read(fd, entry, Read { flags, len, vfs: false, reply: Reply::Messages }) {
-            Real => Real,
-            Done(r) => Done(r.map(|n| n as c_int)),
+        if msgs.is_null() || count == 0 || !timeout_ok(timeout) {
+            return Real;
+        }
+        // SAFETY: recvmmsg's contract: `count` messages at `msgs`, and
+        // `timeout` null or readable (checked above).
+        unsafe { read_messages(fd, entry, msgs, count, flags, timeout) }
+    }
+}
+
+/// do_recvmmsg() on a deferred socket, message by message. Only a message
+/// of no bytes can be "read" there: its wait for nothing ends in 0 after
+/// SO_RCVTIMEO, and the loop goes on (with MSG_DONTWAIT after one under
+/// MSG_WAITFORONE), until an error ends it, the timeout expires, or the
+/// socket starts connecting (the rest is then read for real).
+///
+/// # Safety
+/// As for recvmmsg: `count` messages at `msgs`; `timeout` null or readable.
+unsafe fn read_messages(fd: c_int, entry: &Entry, msgs: *mut mmsghdr, count: libc::c_uint, flags: c_int, timeout: *mut timespec) -> Answer<c_int> {
+    let end = (!timeout.is_null()).then(|| {
+        // SAFETY: readable (the caller's contract).
+        let t = unsafe { *timeout };
+        kernel::after(t.tv_sec.saturating_mul(1_000_000_000).saturating_add(t.tv_nsec))
+    });
+    let mut flags = flags;
+    let mut datagrams = 0;
+    while datagrams < count {
+        // SAFETY: within the caller's array.
+        let msg = unsafe { msgs.add(datagrams as usize) };
+        if !kernel::readable(msg.cast(), std::mem::size_of::<mmsghdr>()) {
+            break;
+        }
+        // SAFETY: readable (checked above); the caller gave it for output.
+        let hdr = unsafe { &raw mut (*msg).msg_hdr };
+        let read = Read { flags: flags & !libc::MSG_WAITFORONE, len: msg_len(hdr), vfs: false, reply: Reply::Message(hdr) };
+        match before_read(fd, entry, read) {
+            // SAFETY: as above.
+            Done(Ok(n)) => unsafe { (*msg).msg_len = n as libc::c_uint },
+            Done(Err(e)) if datagrams == 0 => return Done(Err(e)),
+            Done(Err(e)) => {
+                // The kernel keeps an error after a message for later (sk_err).
+                if e.0 != libc::EAGAIN {
+                    entry.conn.set_pending_error(e.0);
+                }
+                break;
+            }
+            Real if datagrams == 0 => return Real,
+            Real => {
+                // SAFETY: the rest of the caller's array.
+                let more = unsafe { crate::real::recvmmsg(fd, msg, count - datagrams, flags, timeout) };
+                datagrams += more.max(0) as libc::c_uint;
+                break;
+            }
+        }
+        datagrams += 1;
+        if flags & libc::MSG_WAITFORONE != 0 {
+            flags |= libc::MSG_DONTWAIT;
+        }
+        if let Some(end) = end {
+            // The time left goes back to the caller; none left ends the loop.
+            let now = kernel::after(0);
+            let left = (end.tv_sec - now.tv_sec) * 1_000_000_000 + (end.tv_nsec - now.tv_nsec);
+            let left = timespec { tv_sec: left.max(0) / 1_000_000_000, tv_nsec: left.max(0) % 1_000_000_000 };
+            // SAFETY: the caller's timeout, readable (checked) and writable.
+            unsafe { *timeout = left };
+            if left.tv_sec == 0 && left.tv_nsec == 0 {
+                break;
+            }
         }
     }
+    Done(Ok(datagrams as c_int))
 }
 
 /// recvmmsg() refuses this flag from user space (EINVAL) before anything.

@@ -281,3 +281,40 @@ pub unsafe fn get_int(value: c_int, out: *mut c_void, len: *mut socklen_t) -> Sy
     }
     Ok(0)
 }
+
+/// SIOCOUTQ and SIOCOUTQNSD (linux/sockios.h): the bytes not acknowledged,
+/// and those not sent.
+const SIOCOUTQ: libc::c_ulong = libc::TIOCOUTQ as libc::c_ulong;
+const SIOCOUTQNSD: libc::c_ulong = 0x894B;
+
+#[inline(always)]
+fn send_queue_request(fd: c_int, request: libc::c_ulong) -> Option<&'static Entry> {
+    if request == SIOCOUTQ || request == SIOCOUTQNSD {
+        fdtable::lookup(fd)
+    } else {
+        None
+    }
+}
+
+export_fd! {
+    /// The send-queue ioctls of a deferred socket answer 0, as tcp_ioctl()
+    /// does in SYN_SENT. The emulation's socket is in CLOSE, where they give
+    /// write_seq minus snd_una (or snd_nxt): 0 on a new socket, but large
+    /// after a disconnect. The real call still runs, so a bad pointer gets
+    /// the kernel's EFAULT. (ioctl is variadic in C; its one optional
+    /// argument travels in the third argument register, so a three-argument
+    /// function receives it.)
+    fn ioctl(fd: c_int, request: libc::c_ulong, arg: *mut c_void) -> c_int,
+    if let Some(entry) = send_queue_request(fd, request) => {
+        if entry.conn.engine() != Engine::Emulated || !super::still_unsent(fd, entry) {
+            return Real;
+        }
+        // SAFETY: ioctl's contract for `arg` (an int for these requests).
+        let result = crate::errno::check(unsafe { crate::real::ioctl(fd, request, arg) });
+        if result.is_ok() {
+            // SAFETY: the kernel has just written an int there.
+            unsafe { *arg.cast::<c_int>() = 0 };
+        }
+        Done(result)
+    }
+}
