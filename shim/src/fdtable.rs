@@ -260,6 +260,16 @@ fn allocate() -> Option<u32> {
     Some(index)
 }
 
+/// At exit: every entry lets go of the state it shares with other
+/// processes.
+pub fn unshare_all() {
+    for fd in 0..=highest() {
+        if let Some(entry) = lookup(fd) {
+            entry.conn.unshare();
+        }
+    }
+}
+
 /// Drops one reference; the last one returns the entry to the free stack.
 fn release(index: u32) {
     if index == 0 {
@@ -269,6 +279,7 @@ fn release(index: u32) {
     if freed.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
+    freed.conn.unshare();
     let mut top = FREE_TOP.load(Ordering::Acquire);
     loop {
         freed.next_free.store(top as u32, Ordering::Relaxed);

@@ -393,13 +393,15 @@ pub fn after(nanos: i64) -> timespec {
 /// FUTEX_WAIT_BITSET with an absolute CLOCK_MONOTONIC deadline (or none); Ok when
 /// woken (or the word changed), else the errno (ETIMEDOUT, EINTR: a signal
 /// without SA_RESTART interrupts, as the blocking socket call would be).
+/// Not FUTEX_PRIVATE: the word may live in memory shared with a fork child
+/// (`shared.rs`), whose wake must reach this process.
 pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<&timespec>) -> SysResult<()> {
     // SAFETY: `word` is a live u32 for the duration of the call.
     let r = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
-            libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG,
+            libc::FUTEX_WAIT_BITSET,
             expected,
             deadline.map_or(std::ptr::null(), |d| d as *const timespec),
             std::ptr::null::<u32>(),
@@ -418,7 +420,7 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<&timespec>) 
 pub fn futex_wake(word: &AtomicU32) {
     // SAFETY: as above; waking has no memory effects.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX);
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
     }
 }
 
@@ -514,5 +516,48 @@ fn probe_listen_after_connect() -> Option<bool> {
     })();
     // SAFETY: closing the probe socket opened above.
     unsafe { real::close(probe) };
+    answer
+}
+
+/// Whether `fd`'s one-shot registration in the epoll instance `epfd` has
+/// fired, so the kernel keeps it disabled until EPOLL_CTL_MOD: its events
+/// in /proc/self/fdinfo/<epfd> are then only the flag bits (ep_poll_callback
+/// clears the rest). `None` where that cannot be read.
+pub fn oneshot_fired(epfd: c_int, fd: c_int) -> Option<bool> {
+    // EPOLLEXCLUSIVE | EPOLLWAKEUP | EPOLLONESHOT | EPOLLET (EP_PRIVATE_BITS).
+    const FLAG_BITS: u32 = 0xf000_0000;
+    let mut path = [0u8; 40];
+    let mut out = std::io::Cursor::new(&mut path[..]);
+    std::io::Write::write_fmt(&mut out, format_args!("/proc/self/fdinfo/{epfd}\0")).ok()?;
+    // SAFETY: a NUL-terminated path in our buffer.
+    let file = check(unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) }).ok()?;
+    // Lines "tfd: %8d events: %8x data: ...", read in pieces; a line cut at
+    // the end of a piece is carried over.
+    let mut buf = [0u8; 4096];
+    let (mut kept, mut answer) = (0usize, None);
+    loop {
+        // SAFETY: reading into the free part of our buffer.
+        let got = unsafe { real::read(file, buf[kept..].as_mut_ptr().cast(), buf.len() - kept) };
+        if got <= 0 {
+            break;
+        }
+        let filled = kept + got as usize;
+        let end = buf[..filled].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        for line in buf[..end].split(|&b| b == b'\n') {
+            let mut words = std::str::from_utf8(line).unwrap_or("").split_whitespace();
+            if words.next() != Some("tfd:") || words.next().and_then(|w| w.parse::<c_int>().ok()) != Some(fd) {
+                continue;
+            }
+            let events = (words.next() == Some("events:")).then(|| words.next()).flatten().and_then(|w| u32::from_str_radix(w, 16).ok());
+            answer = events.map(|e| e & !FLAG_BITS == 0);
+        }
+        if end == 0 && filled == buf.len() {
+            break; // a line longer than the buffer: not an fdinfo line
+        }
+        buf.copy_within(end..filled, 0);
+        kept = filled - end;
+    }
+    // SAFETY: our own descriptor.
+    unsafe { real::close(file) };
     answer
 }

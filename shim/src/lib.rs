@@ -40,6 +40,7 @@ mod memo;
 mod policy;
 mod real;
 mod retain;
+mod shared;
 mod state;
 mod stats;
 mod watch;
@@ -56,9 +57,11 @@ extern "C" fn on_load() {
     }
 }
 
-/// Runs at normal exit: the statistics file.
+/// Runs at normal exit: the statistics file; the sockets shared with
+/// other processes are let go (`shared.rs`).
 extern "C" fn on_unload() {
     stats::write_file();
+    fdtable::unshare_all();
 }
 
 #[used]

@@ -43,7 +43,8 @@ use crate::errno::Errno;
 use crate::kernel;
 use libc::{c_int, timespec};
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU8, Ordering};
+use crate::shared::{self, Slot};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -154,7 +155,9 @@ pub const FLAG_HAS_CONNECTED: u32 = 128;
 /// How many epoll instances may hold one deferred socket's registrations.
 pub const MAX_WATCHERS: usize = 4;
 
-pub struct Connection {
+/// What the kernel's socket holds: one per socket, shared by the processes
+/// that share the socket once one of them forked (`shared.rs`).
+pub struct SocketState {
     phase: AtomicU32,
     waiters: AtomicU32,
     origin: AtomicU8,
@@ -168,31 +171,28 @@ pub struct Connection {
     /// disconnect, an error libtfo consumed while looking), reported once
     /// by SO_ERROR, a send or a receive.
     pending_error: AtomicI32,
-    /// The SYN's data kept for a retry after a reset (auto mode, non-blocking).
-    pub retained: crate::retain::Retained,
     /// FORKS when the connect() was deferred: a fork since then may share
     /// the socket with another process.
     forks_at_defer: AtomicU32,
     /// SIOCOUTQ of the socket underneath when this process first forked
     /// since the deferral (UNMARKED before). tcp_disconnect() moves it (the
     /// sequence number jumps), so a change while the socket is still in
-    /// CLOSE means another process sharing it disconnected it.
+    /// CLOSE means another process sharing it disconnected it. (Only for a
+    /// state the arena had no room to share.)
     send_queue_mark: AtomicI32,
     /// When the auto-mode connect() was deferred (CLOCK_MONOTONIC, ms).
     deferred_at_ms: std::sync::atomic::AtomicU64,
-    /// epoll instances (fd + 1) holding this socket's registrations.
-    pub watchers: [AtomicU32; MAX_WATCHERS],
     endpoints: UnsafeCell<Endpoints>,
 }
 
 // SAFETY: `endpoints` is only written by the thread that owns the
 // Armed→Connecting (or a fresh entry's) transition and only read once the
 // phase has been published with Release and read with Acquire.
-unsafe impl Sync for Connection {}
+unsafe impl Sync for SocketState {}
 
-impl Default for Connection {
+impl Default for SocketState {
     fn default() -> Self {
-        Connection {
+        SocketState {
             phase: AtomicU32::new(Phase::Armed as u32),
             waiters: AtomicU32::new(0),
             origin: AtomicU8::new(Origin::Explicit as u8),
@@ -201,12 +201,75 @@ impl Default for Connection {
             family: AtomicU32::new(0),
             flags: AtomicU32::new(0),
             pending_error: AtomicI32::new(0),
-            retained: Default::default(),
             deferred_at_ms: Default::default(),
             forks_at_defer: AtomicU32::new(0),
             send_queue_mark: AtomicI32::new(UNMARKED),
-            watchers: Default::default(),
             endpoints: UnsafeCell::new(Endpoints { remote: SockAddr::empty(), local: SockAddr::empty() }),
+        }
+    }
+}
+
+impl SocketState {
+    /// A copy of `from`, made while no transition is under way (waiters stay).
+    fn copy_from(&self, from: &SocketState) {
+        let relaxed = Ordering::Relaxed;
+        self.origin.store(from.origin.load(relaxed), relaxed);
+        self.engine.store(from.engine.load(relaxed), relaxed);
+        self.option.store(from.option.load(relaxed), relaxed);
+        self.family.store(from.family.load(relaxed), relaxed);
+        self.flags.store(from.flags.load(relaxed), relaxed);
+        self.pending_error.store(from.pending_error.load(relaxed), relaxed);
+        self.forks_at_defer.store(from.forks_at_defer.load(relaxed), relaxed);
+        self.send_queue_mark.store(from.send_queue_mark.load(relaxed), relaxed);
+        self.deferred_at_ms.store(from.deferred_at_ms.load(relaxed), relaxed);
+        self.waiters.store(0, relaxed);
+        // SAFETY: no transition is under way (the caller's contract), so
+        // nobody writes either cell.
+        unsafe { *self.endpoints.get() = *from.endpoints.get() };
+        self.phase.store(from.phase.load(relaxed), Ordering::Release);
+    }
+}
+
+pub struct Connection {
+    /// The socket's state while this process alone holds it.
+    local: SocketState,
+    /// The socket's state in memory shared with forked processes, once the
+    /// socket was tracked at a fork (null before): see `Deref`.
+    shared: AtomicPtr<Slot>,
+    /// FORKS + 1 at the last fork that counted this process in the slot
+    /// (once per entry, however many dups name it).
+    counted_at_fork: AtomicU32,
+    /// The SYN's data kept for a retry after a reset (auto mode, non-blocking).
+    pub retained: crate::retain::Retained,
+    /// epoll instances (fd + 1) holding this socket's registrations.
+    pub watchers: [AtomicU32; MAX_WATCHERS],
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Connection {
+            local: SocketState::default(),
+            shared: AtomicPtr::new(std::ptr::null_mut()),
+            counted_at_fork: AtomicU32::new(0),
+            retained: Default::default(),
+            watchers: Default::default(),
+        }
+    }
+}
+
+/// Every question and transition reads the socket's state where it lives:
+/// this process's own, or the slot shared since a fork.
+impl std::ops::Deref for Connection {
+    type Target = SocketState;
+
+    #[inline(always)]
+    fn deref(&self) -> &SocketState {
+        let slot = self.shared.load(Ordering::Acquire);
+        if slot.is_null() {
+            &self.local
+        } else {
+            // SAFETY: a slot of the shared arena, never unmapped.
+            unsafe { &(*slot).state }
         }
     }
 }
@@ -231,6 +294,7 @@ pub enum Wait {
 
 impl Connection {
     pub(crate) fn reset(&self) {
+        self.unshare();
         self.phase.store(Phase::Armed as u32, Ordering::Relaxed);
         self.origin.store(Origin::Explicit as u8, Ordering::Relaxed);
         self.engine.store(Engine::Emulated as u8, Ordering::Relaxed);
@@ -449,6 +513,43 @@ impl Connection {
         }
     }
 
+    /// Before a fork: the child will hold this socket too, so its state
+    /// moves to (or is counted once more in) the shared arena. A transition
+    /// under way stays this process's: the child settles it
+    /// (`settle_after_fork`), as when the arena is full.
+    pub fn share_for_fork(&self) {
+        let fork = FORKS.load(Ordering::Relaxed).wrapping_add(1);
+        if self.counted_at_fork.swap(fork, Ordering::Relaxed) == fork {
+            return; // a dup of an entry counted already
+        }
+        let slot = self.shared.load(Ordering::Acquire);
+        if !slot.is_null() {
+            // SAFETY: a slot of the shared arena, never unmapped.
+            return unsafe { &*slot }.add_process();
+        }
+        if !matches!(self.phase(), Phase::Armed | Phase::Deferred | Phase::Kernel) {
+            return;
+        }
+        let Some(slot) = shared::allocate(2) else { return };
+        slot.state.copy_from(&self.local);
+        self.shared.store(slot as *const Slot as *mut Slot, Ordering::Release);
+    }
+
+    /// The state lives in the shared arena (a fork since it was tracked).
+    pub fn is_shared(&self) -> bool {
+        !self.shared.load(Ordering::Relaxed).is_null()
+    }
+
+    /// This process lets go of the shared state (the entry's last fd was
+    /// closed, or the process exits).
+    pub fn unshare(&self) {
+        let slot = self.shared.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !slot.is_null() {
+            // SAFETY: a slot of the shared arena, never unmapped.
+            unsafe { &*slot }.release();
+        }
+    }
+
     /// Some epoll instance holds registrations of this socket.
     pub fn has_watchers(&self) -> bool {
         self.watchers.iter().any(|w| w.load(Ordering::Relaxed) != 0)
@@ -460,6 +561,7 @@ impl Connection {
     pub fn may_be_disconnected_elsewhere(&self) -> bool {
         self.phase.load(Ordering::Relaxed) == Phase::Deferred as u32
             && self.send_queue_mark.load(Ordering::Relaxed) != UNMARKED
+            && !self.is_shared()
             && FORKS.load(Ordering::Relaxed) != self.forks_at_defer.load(Ordering::Relaxed)
     }
 

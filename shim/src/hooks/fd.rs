@@ -170,6 +170,7 @@ extern "C" fn prepare_fork() {
     for fd in 0..=fdtable::highest() {
         if let Some(entry) = fdtable::lookup(fd) {
             entry.conn.mark_before_fork(fd);
+            entry.conn.share_for_fork();
         }
     }
     crate::errno::set(saved);
@@ -189,7 +190,8 @@ extern "C" fn child_after_fork() {
     crate::state::note_fork();
     super::epoll::after_fork_in_child();
     for fd in 0..=fdtable::highest() {
-        let Some(entry) = fdtable::lookup(fd).filter(|e| e.conn.is_mid_transition()) else { continue };
+        // A shared state's transition is the parent thread's to finish.
+        let Some(entry) = fdtable::lookup(fd).filter(|e| !e.conn.is_shared() && e.conn.is_mid_transition()) else { continue };
         entry.conn.settle_after_fork(kernel::tcp_state(fd) != Some(kernel::TCP_CLOSE));
     }
     crate::errno::set(saved);

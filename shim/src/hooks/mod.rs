@@ -61,6 +61,17 @@ pub fn follow<T: Copy + 'static>(first: T, entry: &Entry) {
         if entry.conn.may_be_disconnected_elsewhere() {
             entry.conn.catch_up(fd);
         }
+        // An error a disconnect left is gone once a new SYN has left
+        // (tcp_connect_init clears sk_err): the program's own MSG_FASTOPEN,
+        // in another thread or a process sharing the socket, still blocked.
+        // (A listener keeps it: listen() does not clear sk_err.)
+        let conn = &entry.conn;
+        if conn.phase() == crate::state::Phase::Armed
+            && conn.pending_error() != 0
+            && !conn.has_flag(crate::state::FLAG_LISTENING)
+            && kernel::tcp_state(fd).is_some_and(|s| s != TCP_CLOSE) {
+            conn.set_pending_error(0);
+        }
     }
 }
 

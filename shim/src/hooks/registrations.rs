@@ -38,10 +38,13 @@ pub fn remove_watcher(entry: &Entry, epfd: c_int) {
 /// The kernel must not see this registration while the SYN has not left.
 pub fn hold_watch(epfd: c_int, watch: &mut Watch) {
     if !watch.held {
+        // A one-shot registration that fired stays disabled while held, as
+        // the kernel keeps it until EPOLL_CTL_MOD.
+        let fired = watch.event.events & libc::EPOLLONESHOT as u32 != 0 && crate::kernel::oneshot_fired(epfd, watch.fd) == Some(true);
         // SAFETY: DEL takes no event.
         unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, watch.fd, std::ptr::null_mut()) };
         watch.held = true;
-        watch.reported = false;
+        watch.reported = fired;
     }
 }
 
