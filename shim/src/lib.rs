@@ -27,6 +27,7 @@
 #[macro_use]
 mod export;
 mod addr;
+mod shared;
 mod config;
 mod errno;
 mod failures;
@@ -40,7 +41,6 @@ mod memo;
 mod policy;
 mod real;
 mod retain;
-mod shared;
 mod state;
 mod stats;
 mod watch;

@@ -43,7 +43,7 @@ use crate::errno::Errno;
 use crate::kernel;
 use libc::{c_int, timespec};
 use std::cell::UnsafeCell;
-use crate::shared::{self, Slot};
+use crate::shared::{Arena, Slot};
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,7 +235,7 @@ pub struct Connection {
     local: SocketState,
     /// The socket's state in memory shared with forked processes, once the
     /// socket was tracked at a fork (null before): see `Deref`.
-    shared: AtomicPtr<Slot>,
+    shared: AtomicPtr<Slot<SocketState>>,
     /// FORKS + 1 at the last fork that counted this process in the slot
     /// (once per entry, however many dups name it).
     counted_at_fork: AtomicU32,
@@ -269,10 +269,15 @@ impl std::ops::Deref for Connection {
             &self.local
         } else {
             // SAFETY: a slot of the shared arena, never unmapped.
-            unsafe { &(*slot).state }
+            unsafe { &(*slot).value }
         }
     }
 }
+
+/// The states of sockets shared with forked processes.
+// SAFETY: an all-zero SocketState is valid (atomics, and addresses of
+// plain bytes).
+static SHARED: Arena<SocketState> = unsafe { Arena::new() };
 
 /// No SIOCOUTQ mark taken since the deferral.
 const UNMARKED: i32 = i32::MIN;
@@ -530,9 +535,9 @@ impl Connection {
         if !matches!(self.phase(), Phase::Armed | Phase::Deferred | Phase::Kernel) {
             return;
         }
-        let Some(slot) = shared::allocate(2) else { return };
-        slot.state.copy_from(&self.local);
-        self.shared.store(slot as *const Slot as *mut Slot, Ordering::Release);
+        let Some(slot) = SHARED.allocate(2) else { return };
+        slot.value.copy_from(&self.local);
+        self.shared.store(slot as *const Slot<SocketState> as *mut Slot<SocketState>, Ordering::Release);
     }
 
     /// The state lives in the shared arena (a fork since it was tracked).
@@ -546,7 +551,7 @@ impl Connection {
         let slot = self.shared.swap(std::ptr::null_mut(), Ordering::AcqRel);
         if !slot.is_null() {
             // SAFETY: a slot of the shared arena, never unmapped.
-            unsafe { &*slot }.release();
+            SHARED.release(unsafe { &*slot });
         }
     }
 
