@@ -440,11 +440,13 @@ pub fn disconnect(fd: c_int) {
 /// kernel's own deferred connect without a cookie, which sends nothing, and
 /// the error that disconnect leaves is consumed (the caller reports its
 /// own). A kernel without that connect gets the disconnect from CLOSE.
-pub fn disconnect_from_syn_sent(fd: c_int, remote: &SockAddr) {
+/// True when the socket did go through SYN_SENT.
+pub fn disconnect_from_syn_sent(fd: c_int, remote: &SockAddr) -> bool {
     let tcp = libc::IPPROTO_TCP;
     let saved = (int_option(fd, tcp, TCP_FASTOPEN_CONNECT), int_option(fd, tcp, TCP_FASTOPEN_NO_COOKIE));
     let flags = fcntl_flags(fd);
     let armed = set_int_option(fd, tcp, TCP_FASTOPEN_CONNECT, 1).is_ok() && set_int_option(fd, tcp, TCP_FASTOPEN_NO_COOKIE, 1).is_ok();
+    let mut connected = false;
     if armed {
         // Non-blocking for this one call: should the kernel send a SYN after
         // all (active Fast Open disabled after a black hole), connect() must
@@ -453,7 +455,7 @@ pub fn disconnect_from_syn_sent(fd: c_int, remote: &SockAddr) {
             set_fcntl_flags(fd, flags | libc::O_NONBLOCK);
         }
         // SAFETY: `remote` is a valid address of its length.
-        unsafe { real::connect(fd, remote.as_ptr(), remote.len()) };
+        connected = unsafe { real::connect(fd, remote.as_ptr(), remote.len()) } == 0 || Errno::last().0 == libc::EINPROGRESS;
         if let Some(flags) = flags.filter(|f| f & libc::O_NONBLOCK == 0) {
             set_fcntl_flags(fd, flags);
         }
@@ -464,6 +466,7 @@ pub fn disconnect_from_syn_sent(fd: c_int, remote: &SockAddr) {
     }
     let _ = set_int_option(fd, tcp, TCP_FASTOPEN_NO_COOKIE, saved.1.unwrap_or(0));
     let _ = set_int_option(fd, tcp, TCP_FASTOPEN_CONNECT, saved.0.unwrap_or(0));
+    connected
 }
 
 fn fcntl_flags(fd: c_int) -> Option<c_int> {

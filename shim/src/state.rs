@@ -152,6 +152,11 @@ pub const FLAG_HAS_LISTENED: u32 = 64;
 /// (kernel::listen_refused_after_connect).
 pub const FLAG_HAS_CONNECTED: u32 = 128;
 
+/// The socket underneath went through the kernel's connect() too (an
+/// emulated disconnect takes it through SYN_SENT): the kernel then answers
+/// listen() itself, its checks in its own order.
+pub const FLAG_UNDERNEATH_CONNECTED: u32 = 512;
+
 /// How many epoll instances may hold one deferred socket's registrations.
 pub const MAX_WATCHERS: usize = 4;
 

@@ -207,7 +207,9 @@ fn disconnect(fd: c_int, entry: &Entry) -> bool {
     // The unconnected socket under it goes through tcp_disconnect() too, as
     // the kernel's would: its shutdown is forgotten, TCP_INFO's rcv_mss
     // becomes the minimum (88), and the port connect() took is released.
-    kernel::disconnect_from_syn_sent(fd, &entry.conn.endpoints().remote);
+    if kernel::disconnect_from_syn_sent(fd, &entry.conn.endpoints().remote) {
+        entry.conn.set_flag(crate::state::FLAG_UNDERNEATH_CONNECTED, true);
+    }
     super::registrations::rearm(fd, entry);
     true
 }

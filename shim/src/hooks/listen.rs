@@ -19,19 +19,24 @@ export! {
         }
         // A socket the emulation deferred once is, to the kernel, one that
         // connected: a kernel that then refuses listen() would refuse it.
+        // (Unless the socket underneath connected too: then the kernel does.)
         // (A socket back in CLOSE: one whose SYN left is the kernel's to answer.)
         let emulated_connect = crate::fdtable::lookup(fd).is_some_and(|entry| {
             entry.conn.engine() == crate::state::Engine::Emulated
                 && entry.conn.has_flag(crate::state::FLAG_HAS_CONNECTED)
+                && !entry.conn.has_flag(crate::state::FLAG_UNDERNEATH_CONNECTED)
                 && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE)
         });
         if emulated_connect && kernel::listen_refused_after_connect() {
             // The kernel's refusal comes after inet_csk_listen_start() took
-            // a port, which the socket keeps (a later bind() says EINVAL).
-            if let (Some(family), Ok(local)) = (kernel::tcp_family(fd), kernel::local_address(fd)) {
-                let _ = kernel::with_local_port(fd, family, local);
-            }
-            return crate::export::Done(Err(crate::errno::Errno(libc::EINVAL)));
+            // a port, which the socket keeps (a later bind() says EINVAL);
+            // without a free port, that fails first (EADDRINUSE).
+            let port = match (kernel::tcp_family(fd), kernel::local_address(fd)) {
+                (Some(family), Ok(local)) => kernel::with_local_port(fd, family, local),
+                _ => None,
+            };
+            let errno = if port.is_some() { libc::EINVAL } else { libc::EADDRINUSE };
+            return crate::export::Done(Err(crate::errno::Errno(errno)));
         }
         let config = config::get();
         if let Some(server) = config.server.as_ref().filter(|_| config.mode != Mode::Off) {
