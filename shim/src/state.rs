@@ -540,6 +540,16 @@ impl Connection {
         if !matches!(self.phase(), Phase::Armed | Phase::Deferred | Phase::Kernel) {
             return;
         }
+        // Nothing to share: an epoll instance's entry, or a socket whose
+        // option was cleared and that has nothing to remember.
+        let untouched = self.phase() == Phase::Armed
+            && !self.is_auto()
+            && self.option() == 0
+            && self.flags.load(Ordering::Relaxed) == 0
+            && self.pending_error() == 0;
+        if untouched {
+            return;
+        }
         let Some(slot) = SHARED.allocate(2) else { return };
         slot.value.copy_from(&self.local);
         self.shared.store(slot as *const Slot<SocketState> as *mut Slot<SocketState>, Ordering::Release);
