@@ -419,6 +419,23 @@ static const struct sockopt_name *sockopt_named(const char *name)
 }
 
 /* What getsockopt returned in BUF (LEN bytes), as get= prints it. */
+/*
+ * A connection that exists (past SYN_SENT/SYN_RECV, not CLOSE or LISTEN):
+ * its MSS (TCP_MAXSEG, tcpi_snd_mss) is bounded by half the largest window
+ * the peer advertised, which follows how fast the peer read, so those two
+ * are printed as "conn" there.
+ */
+static int connection_exists(int fd)
+{
+	struct tcp_info ti;
+	socklen_t tl = sizeof(ti);
+	int saved = errno;
+	int exists = getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 && ti.tcpi_state != TCP_CLOSE &&
+		     ti.tcpi_state != TCP_SYN_SENT && ti.tcpi_state != TCP_SYN_RECV && ti.tcpi_state != TCP_LISTEN;
+	errno = saved;
+	return exists;
+}
+
 static void option_text(char *out, size_t size, const struct sockopt_name *o, const unsigned char *buf, socklen_t len)
 {
 	size_t used = snprintf(out, size, "len=%u", len);
@@ -537,7 +554,9 @@ static int run_fuzz_step(const char *name, const char *arg, long *ret, char *ext
 		errno = EDOM;
 		r = getsockopt(fd, o->level, o->opt, value, &len);
 		int err = errno;
-		if (r == 0)
+		if (r == 0 && o->level == IPPROTO_TCP && o->opt == TCP_MAXSEG && connection_exists(fd))
+			snprintf(extra, extra_len, "len=%u value=conn", len);
+		else if (r == 0)
 			option_text(extra, extra_len, o, value, len);
 		errno = err;
 	} else if (!strcmp(name, "cong") || !strcmp(name, "bindtodev")) {
@@ -564,12 +583,17 @@ static int run_fuzz_step(const char *name, const char *arg, long *ret, char *ext
 		memset(&ti, 0, sizeof(ti));
 		r = getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl);
 		int err = errno;
+		char snd_mss[16];
+		if (connection_exists(fd))
+			snprintf(snd_mss, sizeof(snd_mss), "conn");
+		else
+			snprintf(snd_mss, sizeof(snd_mss), "%u", ti.tcpi_snd_mss);
 		snprintf(extra, extra_len,
-			 "state=%u ca=%u retrans=%u probes=%u backoff=%u opts=%u wscale=%u/%u fail=%u snd_mss=%u rcv_mss=%u "
+			 "state=%u ca=%u retrans=%u probes=%u backoff=%u opts=%u wscale=%u/%u fail=%u snd_mss=%s rcv_mss=%u "
 			 "unacked=%u lost=%u pmtu=%u advmss=%u cwnd=%u reord=%u total_retrans=%u",
 			 ti.tcpi_state, ti.tcpi_ca_state, ti.tcpi_retransmits, ti.tcpi_probes, ti.tcpi_backoff,
 			 ti.tcpi_options, ti.tcpi_snd_wscale, ti.tcpi_rcv_wscale, (((unsigned char *)&ti)[7] >> 1) & 3 /* fastopen_client_fail, not in glibc's struct */,
-			 ti.tcpi_snd_mss, ti.tcpi_rcv_mss, ti.tcpi_unacked, ti.tcpi_lost, ti.tcpi_pmtu, ti.tcpi_advmss,
+			 snd_mss, ti.tcpi_rcv_mss, ti.tcpi_unacked, ti.tcpi_lost, ti.tcpi_pmtu, ti.tcpi_advmss,
 			 ti.tcpi_snd_cwnd, ti.tcpi_reordering, ti.tcpi_total_retrans);
 		errno = err;
 	} else if (!strcmp(name, "ioctl")) {

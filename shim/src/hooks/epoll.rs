@@ -117,6 +117,10 @@ unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) ->
                     Done(Ok(0))
                 }
                 (libc::EPOLL_CTL_DEL, Some(i)) => {
+                    // A process sharing the instance since a fork may have
+                    // given the registration back to the kernel already.
+                    // SAFETY: DEL takes no event.
+                    unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
                     list.remove(i);
                     if let Some(entry) = entry {
                         remove_watcher(entry, epfd);
