@@ -192,15 +192,20 @@ pub fn with_local_port(fd: c_int, family: c_int, local: SockAddr) -> Option<Sock
     Some(bound)
 }
 
-/// What steers routing for a socket besides its destination: SO_MARK and
-/// SO_BINDTODEVICE (the interface name, zero-padded; empty when unbound).
+/// What steers routing for a socket besides its destination: SO_MARK,
+/// SO_BINDTODEVICE (the interface name, zero-padded; empty when unbound)
+/// and IP_TRANSPARENT.
 #[derive(Clone, Copy, Debug, Default, Hash, PartialEq, Eq)]
 pub struct Steering {
     pub mark: u32,
     pub device: [u8; libc::IFNAMSIZ],
+    /// IP_TRANSPARENT (IPV6_TRANSPARENT sets the same bit): any source
+    /// address routes, local or not.
+    pub transparent: bool,
 }
 
-/// SO_MARK and SO_BINDTODEVICE of `fd` (zero where unset or unreadable).
+/// SO_MARK, SO_BINDTODEVICE and IP_TRANSPARENT of `fd` (zero where unset
+/// or unreadable).
 pub fn steering(fd: c_int) -> Steering {
     let mut steering = Steering::default();
     let mut mark = [0u8; 4];
@@ -212,6 +217,7 @@ pub fn steering(fd: c_int) -> Steering {
         }
     }
     steering.mark = u32::from_ne_bytes(mark);
+    steering.transparent = int_option(fd, libc::IPPROTO_IP, libc::IP_TRANSPARENT).unwrap_or(0) != 0;
     steering
 }
 
@@ -232,6 +238,10 @@ pub fn route_source(dest: &SockAddr, steering: &Steering, bound: Option<IpAddr>)
     }
     // A socket bound to an address routes from it (one that is not local,
     // bound under IP_FREEBIND, has no route: ENETUNREACH).
+    if steering.transparent {
+        // Allowed to the program (CAP_NET_ADMIN), so to its probe.
+        let _ = set_int_option(probe, libc::IPPROTO_IP, libc::IP_TRANSPARENT, 1);
+    }
     let bound_ok = bound.is_none_or(|ip| {
         let _ = set_int_option(probe, libc::IPPROTO_IP, libc::IP_FREEBIND, 1);
         let mut at = SockAddr::any(dest.family());

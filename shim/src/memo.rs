@@ -75,7 +75,7 @@ struct Answer {
 /// page of it is touched before it is used (the process start figure of
 /// `make bench` counts every page).
 const EMPTY: Answer = Answer {
-    question: Question::Route { dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: 0, steering: Steering { mark: 0, device: [0; libc::IFNAMSIZ] }, bound: None },
+    question: Question::Route { dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: 0, steering: Steering { mark: 0, device: [0; libc::IFNAMSIZ], transparent: false }, bound: None },
     ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     expires_ms: 0,
 };
