@@ -215,7 +215,9 @@ impl Default for SocketState {
 }
 
 impl SocketState {
-    /// A copy of `from`, made while no transition is under way (waiters stay).
+    /// A copy of `from`, made while no transition is under way. Its waiters
+    /// come along: they went to sleep on `from`'s word, are woken to sleep
+    /// on this one, and will count themselves out of it.
     fn copy_from(&self, from: &SocketState) {
         let relaxed = Ordering::Relaxed;
         self.origin.store(from.origin.load(relaxed), relaxed);
@@ -227,7 +229,7 @@ impl SocketState {
         self.forks_at_defer.store(from.forks_at_defer.load(relaxed), relaxed);
         self.send_queue_mark.store(from.send_queue_mark.load(relaxed), relaxed);
         self.deferred_at_ms.store(from.deferred_at_ms.load(relaxed), relaxed);
-        self.waiters.store(0, relaxed);
+        self.waiters.store(from.waiters.load(relaxed), relaxed);
         // SAFETY: no transition is under way (the caller's contract), so
         // nobody writes either cell.
         unsafe { *self.endpoints.get() = *from.endpoints.get() };
@@ -553,6 +555,11 @@ impl Connection {
         let Some(slot) = SHARED.allocate(2) else { return };
         slot.value.copy_from(&self.local);
         self.shared.store(slot as *const Slot<SocketState> as *mut Slot<SocketState>, Ordering::Release);
+        // Threads asleep on the old word would never hear of a transition
+        // made on the new one: they look again, and sleep there.
+        if self.local.waiters.load(Ordering::Acquire) != 0 {
+            kernel::futex_wake(&self.local.phase);
+        }
     }
 
     /// The state lives in the shared arena (a fork since it was tracked).

@@ -12,6 +12,8 @@
  * CASE:
  *   fork-both-write   fork; parent and child both write a frame at once
  *   fork-child-writes fork; only the child writes; the parent finishes
+ *   fork-while-waiting a thread waits in a second connect(); the process
+ *                     forks, then writes: the waiter returns
  *   vfork-exec        vfork; the child execs this program to write a frame
  *   vfork-exit        vfork; the child exits; the parent writes
  *   exec-several      three deferred sockets (one close-on-exec); a forked
@@ -191,6 +193,49 @@ static int fork_both_write(int child_only)
 		return -1;
 	}
 	return finish(fd, ids, child_only ? 1 : 2, 0, "fork");
+}
+
+/* A second connect() of the deferred socket, which waits (explicit mode)
+ * until a write sends the SYN. */
+static void *connect_again(void *arg)
+{
+	int fd = *(int *)arg;
+	struct sockaddr_storage to = target;
+	((struct sockaddr_in *)&to)->sin_port = htons(base_port); /* same place in sin6 */
+	connect(fd, (struct sockaddr *)&to, target_len);
+	return NULL;
+}
+
+/* A thread waits on the deferred socket; meanwhile the process forks (its
+ * state moves to memory shared with the child) and then writes: the waiter
+ * must be woken. */
+static int fork_while_waiting(void)
+{
+	int fd = open_conn(0);
+	uint32_t ids[1] = { new_id() };
+	if (fd < 0) {
+		snprintf(failure, sizeof(failure), "connect: %s", strerror(errno));
+		return -1;
+	}
+	pthread_t waiter;
+	pthread_create(&waiter, NULL, connect_again, &fd);
+	usleep(20000);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	waitpid(pid, NULL, 0);
+	if (write_frame(fd, ids[0], frame_len(ids[0]))) {
+		snprintf(failure, sizeof(failure), "write: %s", strerror(errno));
+		return -1;
+	}
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 3;
+	if (pthread_timedjoin_np(waiter, NULL, &until) != 0) {
+		snprintf(failure, sizeof(failure), "a thread waiting since before the fork was not woken by the write");
+		return -1;
+	}
+	return finish(fd, ids, 1, 0, "fork-while-waiting");
 }
 
 static int vfork_case(int exec_it)
@@ -423,6 +468,7 @@ int main(int argc, char **argv)
 			int r;
 			if (!strcmp(name, "fork-both-write")) r = fork_both_write(0);
 			else if (!strcmp(name, "fork-child-writes")) r = fork_both_write(1);
+			else if (!strcmp(name, "fork-while-waiting")) r = fork_while_waiting();
 			else if (!strcmp(name, "vfork-exec")) r = vfork_case(1);
 			else if (!strcmp(name, "vfork-exit")) r = vfork_case(0);
 			else if (!strcmp(name, "exec-several")) r = exec_several(0);

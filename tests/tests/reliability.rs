@@ -417,7 +417,8 @@ fn a_signal_handler_doing_io_fires_during_deferred_writes() {
 
 /// Deferred sockets across threads and processes (tests/programs/tfo_procs.c,
 /// every frame checked by the sink): fork with both sides writing at once,
-/// fork with the child writing, vfork then exec (the exec'd image writes)
+/// fork with the child writing, a thread waiting in a second connect()
+/// while the process forks and then writes, vfork then exec (the exec'd image writes)
 /// or exit, exec and posix_spawn with three deferred sockets (one
 /// close-on-exec), dup2 of a deferred socket over another, dup2 of a pipe
 /// over a deferred socket, dup then close of the original, and a deferred
@@ -427,7 +428,7 @@ fn a_signal_handler_doing_io_fires_during_deferred_writes() {
 #[test]
 fn deferred_sockets_across_threads_and_processes() {
     let k = 40 * scale();
-    let cases = "fork-both-write fork-child-writes vfork-exec vfork-exit exec-several spawn-several dup2-over dup2-pipe-over dup-close close-reuse";
+    let cases = "fork-both-write fork-child-writes fork-while-waiting vfork-exec vfork-exit exec-several spawn-several dup2-over dup2-pipe-over dup-close close-reuse";
     // The second server takes only the racing writes' ids (base + 1000000 on).
     let mut body = format!("{PRELUDE}\nsink main 127.0.0.1:9000\nsink other 127.0.0.1:9001 --ids 1000000-1999999\n");
     for (i, client) in Client::ALL.iter().enumerate() {
@@ -452,7 +453,7 @@ fn deferred_sockets_across_threads_and_processes() {
         let fastopen = values(&out, &format!("fastopen {name}"))[0];
         match client {
             Client::Native => assert_eq!(fastopen, 0, "{out}"),
-            // Eight of the ten cases end with a SYN carrying data (exec ones send it
+            // Nine of the eleven cases end with a SYN carrying data (exec ones send it
             // without, a pipe over the socket none).
             _ => assert!(fastopen >= (7 * k) as i64, "{name}: the sockets were deferred ({fastopen} SYNs with data)\n{out}"),
         }
@@ -462,7 +463,7 @@ fn deferred_sockets_across_threads_and_processes() {
     }
     eprintln!(
         "processes: {} rounds, {} frames checked",
-        4 * 10 * k,
+        4 * 11 * k,
         sink_total(&out, "main", "frames").unwrap() + sink_total(&out, "other", "frames").unwrap()
     );
 }
