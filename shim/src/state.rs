@@ -187,6 +187,9 @@ pub struct SocketState {
     send_queue_mark: AtomicI32,
     /// When the auto-mode connect() was deferred (CLOCK_MONOTONIC, ms).
     deferred_at_ms: std::sync::atomic::AtomicU64,
+    /// The process whose thread owns the transition under way (Connecting,
+    /// Sending, Resolving): one sharing the socket may die in it.
+    owner: AtomicI32,
     endpoints: UnsafeCell<Endpoints>,
 }
 
@@ -209,6 +212,7 @@ impl Default for SocketState {
             deferred_at_ms: Default::default(),
             forks_at_defer: AtomicU32::new(0),
             send_queue_mark: AtomicI32::new(UNMARKED),
+            owner: AtomicI32::new(0),
             endpoints: UnsafeCell::new(Endpoints { remote: SockAddr::empty(), local: SockAddr::empty() }),
         }
     }
@@ -229,6 +233,7 @@ impl SocketState {
         self.forks_at_defer.store(from.forks_at_defer.load(relaxed), relaxed);
         self.send_queue_mark.store(from.send_queue_mark.load(relaxed), relaxed);
         self.deferred_at_ms.store(from.deferred_at_ms.load(relaxed), relaxed);
+        self.owner.store(from.owner.load(relaxed), relaxed);
         self.waiters.store(from.waiters.load(relaxed), relaxed);
         // SAFETY: no transition is under way (the caller's contract), so
         // nobody writes either cell.
@@ -295,6 +300,22 @@ static FORKS: AtomicU32 = AtomicU32::new(0);
 /// Called after every fork, in both processes.
 pub fn note_fork() {
     FORKS.fetch_add(1, Ordering::Relaxed);
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// This process's id, asked once per process (0: not yet).
+static PID: AtomicI32 = AtomicI32::new(0);
+
+fn my_pid() -> i32 {
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: getpid has no preconditions.
+            let pid = unsafe { libc::getpid() };
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
 }
 
 /// How a wait for another thread's transition ended.
@@ -433,9 +454,17 @@ impl Connection {
         }
     }
 
+    /// Takes a transition from `from` to the busy phase `to`, noting this
+    /// process as its owner.
+    fn take(&self, from: Phase, to: Phase) -> Result<(), Phase> {
+        self.cas(from, to)?;
+        self.owner.store(my_pid(), Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Explicit socket, emulated: connect() is about to record a deferral.
     pub fn begin_connect(&self) -> bool {
-        self.cas(Phase::Armed, Phase::Connecting).is_ok()
+        self.take(Phase::Armed, Phase::Connecting).is_ok()
     }
 
     /// The deferral is recorded: connect() returns 0.
@@ -470,18 +499,40 @@ impl Connection {
     }
 
     /// Takes the right to send the deferred SYN. Waits while another thread
-    /// is connecting or sending (as the socket lock would make us); `Err`
-    /// holds the phase when there is nothing left to send.
-    pub fn begin_send(&self) -> Result<(), Phase> {
+    /// (or process) is connecting or sending, as the socket lock would make
+    /// us; `Err` holds the phase when there is nothing left to send. Once
+    /// the other sender's SYN is out, the socket is the kernel's (`Err`):
+    /// its writes wait for the connection themselves, or say EAGAIN, while
+    /// the sender may still be waiting for its handshake.
+    pub fn begin_send(&self, fd: c_int) -> Result<(), Phase> {
         loop {
-            match self.cas(Phase::Deferred, Phase::Sending) {
+            match self.take(Phase::Deferred, Phase::Sending) {
                 Ok(()) => return Ok(()),
                 Err(phase @ (Phase::Connecting | Phase::Sending)) => {
-                    self.wait_while(|p| p == phase, None, || true);
+                    if phase == Phase::Sending && self.engine() == Engine::Emulated && kernel::tcp_state(fd).is_some_and(|s| s != kernel::TCP_CLOSE) {
+                        return Err(phase);
+                    }
+                    self.adopt_orphan(fd);
+                    self.wait_while(|p| p == phase, Some(kernel::after(10_000_000)), || true);
                 }
                 Err(phase) => return Err(phase),
             }
         }
+    }
+
+    /// A transition whose owner died (a process sharing the socket since a
+    /// fork, killed in it) would never finish: settle it from the kernel
+    /// socket, as a fork child settles its parent's other threads' ones.
+    pub fn adopt_orphan(&self, fd: c_int) {
+        if !self.is_shared() || !self.phase().busy() {
+            return;
+        }
+        let owner = self.owner.load(Ordering::Relaxed);
+        // SAFETY: signal 0 only checks that the process exists.
+        if owner == 0 || owner == my_pid() || unsafe { libc::kill(owner, 0) } == 0 || Errno::last().0 != libc::ESRCH {
+            return;
+        }
+        self.settle_after_fork(kernel::tcp_state(fd).is_some_and(|s| s != kernel::TCP_CLOSE));
     }
 
     /// The SYN left: with data to confirm (auto mode), or done.
@@ -497,7 +548,7 @@ impl Connection {
     /// Takes the right to act on the SYN's outcome; false if another thread
     /// has it, or it is done.
     pub fn begin_resolve(&self) -> bool {
-        self.cas(Phase::Confirming, Phase::Resolving).is_ok()
+        self.take(Phase::Confirming, Phase::Resolving).is_ok()
     }
 
     /// The outcome is not in yet (still SYN_SENT): back to waiting for it.

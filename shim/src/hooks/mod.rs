@@ -111,6 +111,7 @@ pub unsafe fn waits(timeout: *const libc::timespec) -> bool {
 /// number closed behind libtfo's back and reused is forgotten.
 pub fn still_unsent(fd: c_int, entry: &Entry) -> bool {
     follow(fd, entry);
+    entry.conn.adopt_orphan(fd);
     if !entry.conn.is_unsent() {
         return false;
     }

@@ -144,7 +144,7 @@ pub fn first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int) -> 
             None => Real,
         };
     }
-    if conn.begin_send().is_err() {
+    if conn.begin_send(fd).is_err() {
         return Real;
     }
     match conn.origin() {
@@ -535,7 +535,7 @@ fn remember(entry: &Entry, reason: Reason) {
 /// why. Nothing happens when the SYN already left.
 pub fn kick(fd: c_int, entry: &Entry, why: Counter) {
     let conn = &entry.conn;
-    if conn.begin_send().is_err() {
+    if conn.begin_send(fd).is_err() {
         return;
     }
     let result = match conn.engine() {
