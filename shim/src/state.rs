@@ -306,6 +306,13 @@ pub fn note_fork() {
 /// This process's id, asked once per process (0: not yet).
 static PID: AtomicI32 = AtomicI32::new(0);
 
+/// Whether process `pid` exists (one that cannot be signalled does).
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let signalled = unsafe { libc::kill(pid, 0) };
+    signalled == 0 || Errno::last().0 != libc::ESRCH
+}
+
 fn my_pid() -> i32 {
     match PID.load(Ordering::Relaxed) {
         0 => {
@@ -528,8 +535,7 @@ impl Connection {
             return;
         }
         let owner = self.owner.load(Ordering::Relaxed);
-        // SAFETY: signal 0 only checks that the process exists.
-        if owner == 0 || owner == my_pid() || unsafe { libc::kill(owner, 0) } == 0 || Errno::last().0 != libc::ESRCH {
+        if owner == 0 || owner == my_pid() || alive(owner) {
             return;
         }
         self.settle_after_fork(kernel::tcp_state(fd).is_some_and(|s| s != kernel::TCP_CLOSE));
@@ -548,6 +554,17 @@ impl Connection {
     /// Takes the right to act on the SYN's outcome; false if another thread
     /// has it, or it is done.
     pub fn begin_resolve(&self) -> bool {
+        // The SYN's data is kept by the process that sent it (the owner of
+        // Sending, still noted): only it can retry it after a reset, so
+        // while it lives, another process sharing the socket leaves the
+        // outcome to it and gets the kernel's answers meanwhile (for 3 s at
+        // most: each look costs that process a kill(pid, 0)).
+        if self.is_shared() && self.phase() == Phase::Confirming && self.deferred_for_ms() < 3000 {
+            let sender = self.owner.load(Ordering::Relaxed);
+            if sender != 0 && sender != my_pid() && alive(sender) {
+                return false;
+            }
+        }
         self.take(Phase::Confirming, Phase::Resolving).is_ok()
     }
 
