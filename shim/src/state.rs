@@ -152,9 +152,9 @@ pub const FLAG_HAS_LISTENED: u32 = 64;
 /// (kernel::listen_refused_after_connect).
 pub const FLAG_HAS_CONNECTED: u32 = 128;
 
-/// The socket underneath went through the kernel's connect() too (an
-/// emulated disconnect takes it through SYN_SENT): the kernel then answers
-/// listen() itself, its checks in its own order.
+/// The socket underneath went through the kernel's connect() too (its SYN
+/// left, or an emulated disconnect took it through SYN_SENT): the kernel
+/// then answers listen() itself, its checks in its own order.
 pub const FLAG_UNDERNEATH_CONNECTED: u32 = 512;
 
 /// How many epoll instances may hold one deferred socket's registrations.
@@ -187,6 +187,9 @@ pub struct SocketState {
     send_queue_mark: AtomicI32,
     /// When the auto-mode connect() was deferred (CLOCK_MONOTONIC, ms).
     deferred_at_ms: std::sync::atomic::AtomicU64,
+    /// Bumped at every change of phase: a process sharing the socket tells
+    /// from it that the other one moved it (epoll registrations follow).
+    epoch: AtomicU32,
     /// The process whose thread owns the transition under way (Connecting,
     /// Sending, Resolving): one sharing the socket may die in it.
     owner: AtomicI32,
@@ -213,6 +216,7 @@ impl Default for SocketState {
             forks_at_defer: AtomicU32::new(0),
             send_queue_mark: AtomicI32::new(UNMARKED),
             owner: AtomicI32::new(0),
+            epoch: AtomicU32::new(0),
             endpoints: UnsafeCell::new(Endpoints { remote: SockAddr::empty(), local: SockAddr::empty() }),
         }
     }
@@ -234,6 +238,7 @@ impl SocketState {
         self.send_queue_mark.store(from.send_queue_mark.load(relaxed), relaxed);
         self.deferred_at_ms.store(from.deferred_at_ms.load(relaxed), relaxed);
         self.owner.store(from.owner.load(relaxed), relaxed);
+        self.epoch.store(from.epoch.load(relaxed), relaxed);
         self.waiters.store(from.waiters.load(relaxed), relaxed);
         // SAFETY: no transition is under way (the caller's contract), so
         // nobody writes either cell.
@@ -448,13 +453,18 @@ impl Connection {
     // ---- transitions --------------------------------------------------------
 
     fn cas(&self, from: Phase, to: Phase) -> Result<(), Phase> {
-        self.phase
-            .compare_exchange(from as u32, to as u32, Ordering::AcqRel, Ordering::Acquire)
-            .map(|_| ())
-            .map_err(Phase::from_u32)
+        self.phase.compare_exchange(from as u32, to as u32, Ordering::AcqRel, Ordering::Acquire).map_err(Phase::from_u32)?;
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// See `SocketState::epoch`.
+    pub fn epoch(&self) -> u32 {
+        self.epoch.load(Ordering::Relaxed)
     }
 
     fn enter(&self, phase: Phase) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
         self.phase.store(phase as u32, Ordering::Release);
         if self.waiters.load(Ordering::Acquire) != 0 {
             kernel::futex_wake(&self.phase);
@@ -502,6 +512,7 @@ impl Connection {
         if cookie_requested {
             self.flags.fetch_or(FLAG_COOKIE_REQUESTED, Ordering::Relaxed);
         }
+        self.flags.fetch_or(FLAG_UNDERNEATH_CONNECTED, Ordering::Relaxed);
         self.enter(Phase::Kernel);
     }
 
@@ -543,6 +554,7 @@ impl Connection {
 
     /// The SYN left: with data to confirm (auto mode), or done.
     pub fn syn_left(&self, with_data_to_confirm: bool) {
+        self.flags.fetch_or(FLAG_UNDERNEATH_CONNECTED, Ordering::Relaxed);
         self.enter(if with_data_to_confirm { Phase::Confirming } else { Phase::Kernel });
     }
 

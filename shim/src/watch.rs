@@ -20,6 +20,9 @@ pub struct Watch {
     pub held: bool,
     /// Edge-triggered or one-shot: EPOLLOUT already reported since held.
     pub reported: bool,
+    /// The socket's epoch (`SocketState::epoch`) this record last followed,
+    /// for a socket shared with another process.
+    pub epoch: u32,
 }
 
 impl Watch {

@@ -130,7 +130,13 @@ unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) ->
                 _ => {
                     // The kernel validates and applies it; the record follows.
                     // SAFETY: the caller's arguments.
-                    let result = check(unsafe { real::epoll_ctl(epfd, op, fd, event) });
+                    let mut result = check(unsafe { real::epoll_ctl(epfd, op, fd, event) });
+                    // A process sharing the socket and the instance since a
+                    // fork may hold the registration (its deferral took it
+                    // from the kernel): it is there all the same.
+                    if op == libc::EPOLL_CTL_DEL && result == Err(Errno(libc::ENOENT)) && position.is_some() && entry.is_some_and(|e| e.conn.is_shared()) {
+                        result = Ok(0);
+                    }
                     if result.is_ok() {
                         // SAFETY: a successful ADD/MOD had a valid event.
                         record(list, epfd, op, fd, generation, position, entry, || unsafe { *event });
@@ -159,7 +165,7 @@ fn record(
             // The kernel took the ADD, so any record left for this number
             // is of a file closed behind libtfo's back.
             list.retain(|w| w.fd != fd);
-            let mut watch = Watch { fd, generation, event: event(), held: false, reported: false };
+            let mut watch = Watch { fd, generation, event: event(), held: false, reported: false, epoch: entry.map_or(0, |e| e.conn.epoch()) };
             if let Some(entry) = entry {
                 add_watcher(entry, epfd);
                 // Unsent, or disconnected with its error unread: the kernel's
@@ -214,6 +220,27 @@ fn synthesized(watch: &Watch) -> Held {
         Held::Report(0)
     } else {
         Held::Release
+    }
+}
+
+/// A socket shared with another process since a fork, in an instance they
+/// share: that process may have taken the registration from the kernel (at
+/// its deferral) or given it back. When the socket's state moved since this
+/// record last looked, the record follows: held while the SYN has not left
+/// (an emulated explicit socket), otherwise in the kernel again (ADD; one
+/// there already says EEXIST).
+fn follow_other_process(epfd: c_int, watch: &mut Watch, entry: &Entry) {
+    let conn = &entry.conn;
+    let epoch = conn.epoch();
+    if !conn.is_shared() || watch.epoch == epoch || conn.is_auto() || conn.engine() != Engine::Emulated {
+        return;
+    }
+    watch.epoch = epoch;
+    if conn.is_unsent() {
+        hold_watch(epfd, watch);
+    } else if !watch.held {
+        // SAFETY: the event is a valid epoll_event owned by the record.
+        unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, watch.fd, &mut watch.event) };
     }
 }
 
@@ -308,6 +335,9 @@ unsafe fn wait_once(
                     Phase::Confirming => confirming.push(watch.fd, watch.event.u64),
                     _ => {}
                 }
+            }
+            if let Some(entry) = entry {
+                follow_other_process(epfd, watch, entry);
             }
             if !watch.held {
                 continue;
