@@ -23,6 +23,10 @@ pub struct Watch {
     /// The socket's epoch (`SocketState::epoch`) this record last followed,
     /// for a socket shared with another process.
     pub epoch: u32,
+    /// Moved to a dup when the registered fd was closed: the kernel keeps
+    /// reporting the registration, but no epoll_ctl() names it any more
+    /// (its key was the closed number).
+    pub moved: bool,
 }
 
 impl Watch {

@@ -102,7 +102,7 @@ unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) ->
         .watches
         .with(|list| {
             list.retain(current);
-            let position = list.iter().position(|w| w.fd == fd);
+            let position = list.iter().position(|w| w.fd == fd && !w.moved);
             match (op, position.filter(|&i| list[i].held)) {
                 // Held registrations exist only here; answer as the kernel would.
                 (libc::EPOLL_CTL_ADD, Some(_)) => Done(Err(Errno(libc::EEXIST))),
@@ -165,7 +165,7 @@ fn record(
             // The kernel took the ADD, so any record left for this number
             // is of a file closed behind libtfo's back.
             list.retain(|w| w.fd != fd);
-            let mut watch = Watch { fd, generation, event: event(), held: false, reported: false, epoch: entry.map_or(0, |e| e.conn.epoch()) };
+            let mut watch = Watch { fd, generation, event: event(), held: false, reported: false, epoch: entry.map_or(0, |e| e.conn.epoch()), moved: false };
             if let Some(entry) = entry {
                 add_watcher(entry, epfd);
                 // Unsent, or disconnected with its error unread: the kernel's

@@ -109,6 +109,7 @@ pub fn before_close(fd: c_int, entry: &'static Entry) {
         if w.held {
             w.fd = other;
             w.generation = fdtable::generation(other);
+            w.moved = true;
         }
     });
 }
