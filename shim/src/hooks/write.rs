@@ -283,6 +283,11 @@ fn own_fastopen(fd: c_int, entry: &Entry, flags: c_int, call: impl FnOnce() -> s
         }
         Err(Errno(e)) if !answered_before_connecting(e) && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) => {
             conn.set_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED | FLAG_COOKIE_REQUESTED, false);
+            // Refused or reset after the SYN left: tcp_connect_init cleared
+            // an earlier life's error, and this one was just reported.
+            if matches!(e, libc::ECONNREFUSED | libc::ECONNRESET | libc::ETIMEDOUT) {
+                conn.set_pending_error(0);
+            }
         }
         Err(_) => {}
     }
