@@ -583,18 +583,28 @@ static int run_fuzz_step(const char *name, const char *arg, long *ret, char *ext
 		memset(&ti, 0, sizeof(ti));
 		r = getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl);
 		int err = errno;
-		char snd_mss[16];
-		if (connection_exists(fd))
+		/* On a connection that exists, the MSS and the congestion fields
+		 * (cwnd, unacked, lost) follow how fast the peer read and acked:
+		 * timing, not the call sequence, so they are printed as "conn". */
+		char snd_mss[16], unacked[16], lost[16], cwnd[16];
+		if (connection_exists(fd)) {
 			snprintf(snd_mss, sizeof(snd_mss), "conn");
-		else
+			snprintf(unacked, sizeof(unacked), "conn");
+			snprintf(lost, sizeof(lost), "conn");
+			snprintf(cwnd, sizeof(cwnd), "conn");
+		} else {
 			snprintf(snd_mss, sizeof(snd_mss), "%u", ti.tcpi_snd_mss);
+			snprintf(unacked, sizeof(unacked), "%u", ti.tcpi_unacked);
+			snprintf(lost, sizeof(lost), "%u", ti.tcpi_lost);
+			snprintf(cwnd, sizeof(cwnd), "%u", ti.tcpi_snd_cwnd);
+		}
 		snprintf(extra, extra_len,
 			 "state=%u ca=%u retrans=%u probes=%u backoff=%u opts=%u wscale=%u/%u fail=%u snd_mss=%s rcv_mss=%u "
-			 "unacked=%u lost=%u pmtu=%u advmss=%u cwnd=%u reord=%u total_retrans=%u",
+			 "unacked=%s lost=%s pmtu=%u advmss=%u cwnd=%s reord=%u total_retrans=%u",
 			 ti.tcpi_state, ti.tcpi_ca_state, ti.tcpi_retransmits, ti.tcpi_probes, ti.tcpi_backoff,
 			 ti.tcpi_options, ti.tcpi_snd_wscale, ti.tcpi_rcv_wscale, (((unsigned char *)&ti)[7] >> 1) & 3 /* fastopen_client_fail, not in glibc's struct */,
-			 snd_mss, ti.tcpi_rcv_mss, ti.tcpi_unacked, ti.tcpi_lost, ti.tcpi_pmtu, ti.tcpi_advmss,
-			 ti.tcpi_snd_cwnd, ti.tcpi_reordering, ti.tcpi_total_retrans);
+			 snd_mss, ti.tcpi_rcv_mss, unacked, lost, ti.tcpi_pmtu, ti.tcpi_advmss,
+			 cwnd, ti.tcpi_reordering, ti.tcpi_total_retrans);
 		errno = err;
 	} else if (!strcmp(name, "ioctl")) {
 		int v = -1;
