@@ -19,10 +19,11 @@
 //! never freed memory. Releasing an entry is async-signal-safe; only
 //! creating one (at `setsockopt`) may allocate.
 
+use crate::freestack::FreeStack;
 use crate::state::Connection;
 use crate::watch::WatchList;
 use libc::c_int;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 /// A pool entry: the bookkeeping of the pool, and what the fd is to libtfo.
 #[derive(Default)]
@@ -103,8 +104,8 @@ fn note_fd(fd: c_int) {
 
 /// Next never-used index; 0 is reserved to mean "none".
 static NEXT_FRESH: AtomicU32 = AtomicU32::new(1);
-/// Top of the free stack: (ABA tag << 32) | index.
-static FREE_TOP: AtomicU64 = AtomicU64::new(0);
+/// Entries released, for reuse.
+static FREE: FreeStack = FreeStack::new();
 
 /// `fd` was just handed out by the kernel (socket, accept, dup): a new
 /// generation, and a candidate for auto mode when it is a new TCP socket.
@@ -280,31 +281,11 @@ fn release(index: u32) {
         return;
     }
     freed.conn.unshare();
-    let mut top = FREE_TOP.load(Ordering::Acquire);
-    loop {
-        freed.next_free.store(top as u32, Ordering::Relaxed);
-        let new = ((top >> 32).wrapping_add(1) << 32) | index as u64;
-        match FREE_TOP.compare_exchange_weak(top, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return,
-            Err(current) => top = current,
-        }
-    }
+    FREE.push(index, &freed.next_free);
 }
 
 fn pop_free() -> Option<u32> {
-    let mut top = FREE_TOP.load(Ordering::Acquire);
-    loop {
-        let index = top as u32;
-        if index == 0 {
-            return None;
-        }
-        let next = entry(index).next_free.load(Ordering::Relaxed);
-        let new = ((top >> 32).wrapping_add(1) << 32) | next as u64;
-        match FREE_TOP.compare_exchange_weak(top, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Some(index),
-            Err(current) => top = current,
-        }
-    }
+    FREE.pop(|index| &entry(index).next_free)
 }
 
 #[cfg(test)]

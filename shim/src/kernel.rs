@@ -454,19 +454,20 @@ pub fn disconnect(fd: c_int) {
 pub fn disconnect_from_syn_sent(fd: c_int, remote: &SockAddr) -> bool {
     let tcp = libc::IPPROTO_TCP;
     let saved = (int_option(fd, tcp, TCP_FASTOPEN_CONNECT), int_option(fd, tcp, TCP_FASTOPEN_NO_COOKIE));
-    let flags = fcntl_flags(fd);
+    // The file flags of a blocking socket, which this call makes non-blocking.
+    let blocking = fcntl_flags(fd).filter(|f| f & libc::O_NONBLOCK == 0);
     let armed = set_int_option(fd, tcp, TCP_FASTOPEN_CONNECT, 1).is_ok() && set_int_option(fd, tcp, TCP_FASTOPEN_NO_COOKIE, 1).is_ok();
     let mut connected = false;
     if armed {
         // Non-blocking for this one call: should the kernel send a SYN after
         // all (active Fast Open disabled after a black hole), connect() must
         // not wait for it.
-        if let Some(flags) = flags.filter(|f| f & libc::O_NONBLOCK == 0) {
+        if let Some(flags) = blocking {
             set_fcntl_flags(fd, flags | libc::O_NONBLOCK);
         }
         // SAFETY: `remote` is a valid address of its length.
         connected = unsafe { real::connect(fd, remote.as_ptr(), remote.len()) } == 0 || Errno::last().0 == libc::EINPROGRESS;
-        if let Some(flags) = flags.filter(|f| f & libc::O_NONBLOCK == 0) {
+        if let Some(flags) = blocking {
             set_fcntl_flags(fd, flags);
         }
     }

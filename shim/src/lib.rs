@@ -32,6 +32,7 @@ mod config;
 mod errno;
 mod failures;
 mod fdtable;
+mod freestack;
 mod hooks;
 mod kernel;
 mod lock;

@@ -15,7 +15,8 @@
 //! When it is full, sockets stay per process (the state before this module:
 //! a fork child's connect or consumed error is then not seen by the parent).
 
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use crate::freestack::FreeStack;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 /// How many sockets may be shared at once. A process that leaves with
 /// _exit() (as fork children often do) never lets its slots go: they are
@@ -30,8 +31,8 @@ pub struct Slot<T> {
 }
 
 struct Block<T> {
-    /// Index + 1 of the top free slot (0: none), with an ABA tag above.
-    free_top: AtomicU64,
+    /// Free slots, by index + 1 (the stack's 0 is "none").
+    free: FreeStack,
     /// Slots never handed out start here.
     unused: AtomicU32,
     slots: [Slot<T>; SLOTS],
@@ -107,29 +108,12 @@ impl<T: Sync> Arena<T> {
         let Some(block) = self.block() else { return };
         // SAFETY: `slot` is one of the block's slots.
         let index = unsafe { (slot as *const Slot<T>).offset_from(block.slots.as_ptr()) } as u32;
-        let mut top = block.free_top.load(Ordering::Acquire);
-        loop {
-            slot.next_free.store(top as u32, Ordering::Relaxed);
-            let new = ((top >> 32).wrapping_add(1) << 32) | (index + 1) as u64;
-            match block.free_top.compare_exchange_weak(top, new, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return,
-                Err(current) => top = current,
-            }
-        }
+        block.free.push(index + 1, &slot.next_free);
     }
 }
 
 fn pop_free<T>(block: &Block<T>) -> Option<u32> {
-    let mut top = block.free_top.load(Ordering::Acquire);
-    loop {
-        let index = (top as u32).checked_sub(1)?;
-        let next = block.slots[index as usize].next_free.load(Ordering::Relaxed);
-        let new = ((top >> 32).wrapping_add(1) << 32) | next as u64;
-        match block.free_top.compare_exchange_weak(top, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Some(index),
-            Err(current) => top = current,
-        }
-    }
+    block.free.pop(|top| &block.slots[top as usize - 1].next_free).map(|top| top - 1)
 }
 
 #[cfg(test)]

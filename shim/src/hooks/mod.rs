@@ -110,6 +110,8 @@ pub unsafe fn waits(timeout: *const libc::timespec) -> bool {
 /// then this process catches up (Deferred → Kernel) and says false. A
 /// number closed behind libtfo's back and reused is forgotten.
 pub fn still_unsent(fd: c_int, entry: &Entry) -> bool {
+    // Again, though export_fd! followed already: poll, select and epoll
+    // come here without it, and wait loops ask after every wake-up.
     follow(fd, entry);
     entry.conn.adopt_orphan(fd);
     if !entry.conn.is_unsent() {
