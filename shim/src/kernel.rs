@@ -267,9 +267,17 @@ pub fn send_nothing(fd: c_int, flags: c_int) -> SysResult<isize> {
 /// The socket's reading side is shut (sk_shutdown has RCV_SHUTDOWN), which
 /// tcp_poll() reports as POLLRDHUP in any state.
 pub fn reading_shut(fd: c_int) -> bool {
-    let mut entry = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
+    poll_now(fd, libc::POLLRDHUP) & libc::POLLRDHUP != 0
+}
+
+/// What poll() reports of `fd` for `events` now, without waiting.
+pub fn poll_now(fd: c_int, events: i16) -> i16 {
+    let mut entry = libc::pollfd { fd, events, revents: 0 };
     // SAFETY: one valid pollfd; a timeout of 0 never waits.
-    unsafe { real::poll(&mut entry, 1, 0) == 1 && entry.revents & libc::POLLRDHUP != 0 }
+    match unsafe { real::poll(&mut entry, 1, 0) } {
+        1 => entry.revents,
+        _ => 0,
+    }
 }
 
 /// Waits until `fd` reports any of `events` (or an error or hang-up), at

@@ -215,7 +215,12 @@ fn synthesized(watch: &Watch) -> Held {
     if unsent {
         Held::Report(wanted | error)
     } else if error != 0 {
-        Held::Report(wanted | error | libc::EPOLLHUP as u32)
+        // Disconnected: the socket underneath went through the same
+        // tcp_disconnect() and answers for itself, but for the error libtfo
+        // holds (TCP_NOTSENT_LOWAT may leave it unwritable).
+        let all = libc::POLLIN | libc::POLLPRI | libc::POLLOUT | libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLWRNORM | libc::POLLWRBAND | libc::POLLRDHUP;
+        let now = crate::kernel::poll_now(watch.fd, all) as u16 as u32 | error;
+        Held::Report((watch.event.events | libc::EPOLLHUP as u32 | error) & now)
     } else if watch.disarmed() {
         Held::Report(0)
     } else {

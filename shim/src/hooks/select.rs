@@ -95,6 +95,7 @@ unsafe fn select_once(n: c_int, [r, w, e]: [*mut fd_set; 3], original: &[Option<
         let mut writable: fd_set = std::mem::zeroed();
         let mut readable: fd_set = std::mem::zeroed();
         let mut kicks: fd_set = std::mem::zeroed();
+        let mut hidden: fd_set = std::mem::zeroed();
         let (mut ready, mut any_kick) = (0, false);
         for fd in 0..n {
             let wanted = [r, w, e].iter().any(|&s| isset(s, fd));
@@ -121,6 +122,7 @@ unsafe fn select_once(n: c_int, [r, w, e]: [*mut fd_set; 3], original: &[Option<
                 libc::FD_SET(fd, &mut readable);
                 ready += 1;
             }
+            libc::FD_SET(fd, &mut hidden);
             for s in [r, w, e] {
                 if !s.is_null() {
                     libc::FD_CLR(fd, s);
@@ -187,6 +189,23 @@ unsafe fn select_once(n: c_int, [r, w, e]: [*mut fd_set; 3], original: &[Option<
             }
             if libc::FD_ISSET(fd, &readable) {
                 libc::FD_SET(fd, r);
+            }
+        }
+        // A disconnected socket's error, held by libtfo rather than the
+        // socket, is POLLERR: readable and writable to select, even where
+        // the socket itself is not writable (TCP_NOTSENT_LOWAT).
+        if result.is_ok() {
+            for fd in (0..n).filter(|&fd| !libc::FD_ISSET(fd, &hidden)) {
+                let Some(entry) = attention(fd) else { continue };
+                if entry.conn.pending_error() == 0 || entry.conn.has_flag(crate::state::FLAG_LISTENING) {
+                    continue;
+                }
+                for (s, o) in [r, w].into_iter().zip(original) {
+                    if o.as_ref().is_some_and(|o| libc::FD_ISSET(fd, o)) && !libc::FD_ISSET(fd, s) {
+                        libc::FD_SET(fd, s);
+                        ready += 1;
+                    }
+                }
             }
         }
         (Ok(result.unwrap_or(0).max(0) + ready), retried)

@@ -1,7 +1,7 @@
 //! The write family. The first write on a deferred socket sends the SYN
 //! with its data (`syn::first_write`); every later write is the real call.
 
-use super::{attention, rwf_flags, vector_len};
+use super::{attention, still_unsent, rwf_flags, vector_len};
 use super::syn::{self, first_write, Payload};
 use crate::errno::{check, Errno};
 use crate::export::{Answer, Done, Real};
@@ -236,7 +236,9 @@ fn given_address(addr: *const sockaddr, len: i32, sendmsg: bool) -> GivenAddress
 /// The first write of an explicit deferred socket, with the address the
 /// program gave judged as the kernel would.
 fn with_given_address(fd: c_int, entry: &Entry, given: GivenAddress, payload: Payload, flags: c_int) -> Answer<ssize_t> {
-    if entry.conn.is_auto() || !entry.conn.is_unsent() {
+    // still_unsent: a process sharing the socket may have died sending its
+    // SYN, leaving the phase to adopt.
+    if entry.conn.is_auto() || !still_unsent(fd, entry) {
         // A connected socket ignores the address, but the syscall copies it
         // first (EFAULT, EINVAL).
         return match given {
