@@ -57,10 +57,12 @@ pub const MAX_FDS: usize = 1 << 20;
 static SLOTS: [AtomicU32; MAX_FDS] = [const { AtomicU32::new(0) }; MAX_FDS];
 static NUMBERS: [AtomicU32; MAX_FDS] = [const { AtomicU32::new(0) }; MAX_FDS];
 /// NUMBERS bits: a TCP socket not yet connected; registered with epoll
-/// while a candidate; the rest is the generation.
+/// while a candidate; a socket whose program set TCP_FASTOPEN_CONNECT (to
+/// any value: it may defer later); the rest is the generation.
 const CANDIDATE: u32 = 1;
 const WATCHED: u32 = 2;
-const FLAGS: u32 = CANDIDATE | WATCHED;
+const OPTION_SET: u32 = 4;
+const FLAGS: u32 = CANDIDATE | WATCHED | OPTION_SET;
 
 const CHUNK_LEN: usize = 1024;
 const MAX_CHUNKS: usize = MAX_FDS / CHUNK_LEN;
@@ -123,7 +125,8 @@ pub fn generation(fd: c_int) -> u32 {
     NUMBERS.get(fd as usize).map_or(0, |n| n.load(Ordering::Relaxed) & !FLAGS)
 }
 
-/// A candidate was registered with an epoll instance before it connected.
+/// A socket that may defer was registered with an epoll instance before it
+/// had an entry.
 #[inline]
 pub fn note_watched(fd: c_int) {
     if let Some(number) = NUMBERS.get(fd as usize) {
@@ -149,6 +152,23 @@ pub fn was_watched(fd: c_int) -> bool {
 #[inline]
 pub fn is_candidate(fd: c_int) -> bool {
     NUMBERS.get(fd as usize).is_some_and(|n| n.load(Ordering::Relaxed) & CANDIDATE != 0)
+}
+
+/// The program set TCP_FASTOPEN_CONNECT on `fd` (no longer a candidate
+/// for auto mode, but it may defer once the option is 1).
+#[inline]
+pub fn note_option_set(fd: c_int) {
+    if let Some(number) = NUMBERS.get(fd as usize) {
+        let old = number.load(Ordering::Relaxed);
+        number.store((old & !CANDIDATE) | OPTION_SET, Ordering::Relaxed);
+    }
+}
+
+/// A TCP socket that may defer its connect some day: a candidate for auto
+/// mode, or one whose program set the option.
+#[inline]
+pub fn may_defer(fd: c_int) -> bool {
+    NUMBERS.get(fd as usize).is_some_and(|n| n.load(Ordering::Relaxed) & (CANDIDATE | OPTION_SET) != 0)
 }
 
 /// `fd` connected (or tried to): no longer a candidate.

@@ -36,19 +36,15 @@ const REPORTED_MASK: u32 = (EPOLLOUT | EPOLLWRNORM) as u32;
 /// Sockets acted on after one scan (more wait for the next epoll_wait).
 const BATCH: usize = 64;
 
-/// Worth recording: a candidate for auto mode, or a tracked socket that
-/// may defer (explicit option set, or auto mode).
+/// Worth recording: a socket that may defer some day (a candidate for auto
+/// mode, one whose option was set, even to 0) or any tracked one: its
+/// deferral must hold the registrations made before (an epoll instance
+/// nested in another is recorded too, harmlessly: it never defers).
 #[inline(always)]
 fn recordable(fd: c_int) -> Option<()> {
     match fdtable::lookup(fd) {
-        // (An entry a dup made for a candidate still has no option; one
-        // whose option was cleared may still have registrations held here.)
-        Some(entry) => (entry.conn.option() == 1
-            || entry.conn.is_auto()
-            || fdtable::is_candidate(fd)
-            || entry.conn.has_watchers())
-        .then_some(()),
-        None => fdtable::is_candidate(fd).then_some(()),
+        Some(_) => Some(()),
+        None => fdtable::may_defer(fd).then_some(()),
     }
 }
 

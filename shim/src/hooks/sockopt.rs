@@ -74,7 +74,7 @@ export! {
             None => unsafe { set_fastopen_connect(fd, value, len) },
         };
         if result.is_ok() {
-            fdtable::clear_candidate(fd);
+            fdtable::note_option_set(fd);
         }
         Done(result)
     }
