@@ -1,6 +1,7 @@
 //! A fixed-seed batch of the differential fuzzer (tests/src/fuzz): random
-//! call sequences run natively and under libtfo in explicit mode, each in
-//! fresh namespaces; every trace must match the kernel's.
+//! call sequences run natively and under libtfo in explicit mode (and in
+//! auto mode where it owes the kernel's answers), each in fresh
+//! namespaces; every trace must match the kernel's.
 //!
 //! Divergences named in tests/fuzz-known.txt (defects not fixed yet) are
 //! reported, not failed on; any other divergence fails the test with a
@@ -37,9 +38,10 @@ fn fixed_seed_batch_matches_the_kernel() {
     }
     let gone: Vec<_> = known.difference(&seen).collect();
     eprintln!(
-        "{} sequences: {} same, {} nondeterministic, {} diverging ({} distinct); {} known name(s) not seen in this batch",
+        "{} sequences: {} same ({} also in auto mode), {} nondeterministic, {} diverging ({} distinct); {} known name(s) not seen in this batch",
         batch.compared,
         batch.same,
+        batch.same_in_auto_mode,
         batch.flaky.len(),
         batch.divergences.len(),
         seen.len(),

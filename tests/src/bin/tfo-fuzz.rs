@@ -9,8 +9,8 @@ use clap::Parser;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tfo_tests::fuzz::{compare, generate, known_file, known_names, run_batch, shrink::shrink, trace, Divergence, Outcome};
-use tfo_tests::{scenarios_in, side_by_side, Mode};
+use tfo_tests::fuzz::{auto_owes_kernel_answers, compare, generate, known_file, known_names, run_batch, shrink::shrink, trace, Divergence, Outcome};
+use tfo_tests::{scenarios_in, side_by_side, side_by_side_titled, Mode};
 
 #[derive(Parser)]
 #[command(about = "Differential fuzzer: the kernel's TCP_FASTOPEN_CONNECT against libtfo")]
@@ -50,7 +50,11 @@ fn main() {
     if let Some(index) = args.show {
         let scenario = generate::sequence(args.seed, index);
         println!("{}", scenario.line());
-        println!("{}", side_by_side(&trace(&scenario, Mode::Native), &trace(&scenario, Mode::Shim)));
+        let native = trace(&scenario, Mode::Native);
+        println!("{}", side_by_side(&native, &trace(&scenario, Mode::Shim)));
+        if auto_owes_kernel_answers(&scenario, &native) {
+            println!("{}", side_by_side_titled(&native, &trace(&scenario, Mode::ShimAuto), "libtfo (auto mode)"));
+        }
         return;
     }
     if let Some(file) = args.replay {
@@ -85,7 +89,13 @@ fn main() {
     };
 
     println!("seed {} sequences {}..{}: {} compared in {:.0} s", args.seed, args.first, args.first + count, batch.compared, started.elapsed().as_secs_f64());
-    println!("  same: {}, natively nondeterministic (skipped): {}, diverging: {}", batch.same, batch.flaky.len(), batch.divergences.len());
+    println!(
+        "  same: {} (of which also in auto mode: {}), natively nondeterministic (skipped): {}, diverging: {}",
+        batch.same,
+        batch.same_in_auto_mode,
+        batch.flaky.len(),
+        batch.divergences.len()
+    );
     if !batch.flaky.is_empty() {
         println!("  nondeterministic: {:?}", batch.flaky);
     }
@@ -138,14 +148,14 @@ fn replay(file: &std::path::Path) {
     let (mut same, mut differ) = (0, 0);
     for scenario in scenarios_in(file) {
         match compare(&scenario) {
-            Outcome::Same => {
+            Outcome::Same { .. } => {
                 same += 1;
                 println!("{}: same", scenario.name);
             }
             Outcome::Flaky => println!("{}: natively nondeterministic", scenario.name),
             Outcome::Differs(d) => {
                 differ += 1;
-                println!("{}: differs ({})\n{}", scenario.name, d.signature, side_by_side(&d.native, &d.shim));
+                println!("{}: differs ({})\n{}", scenario.name, d.signature, d.sides());
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The differential fuzzer: random call sequences (`generate`) run natively
 //! (the kernel's own TCP_FASTOPEN_CONNECT) and under libtfo in explicit
-//! emulation mode, each in a fresh namespace; a divergence is shrunk
+//! emulation mode, and in auto mode where auto mode owes the kernel's
+//! answers too, each in a fresh namespace; a divergence is shrunk
 //! (`shrink`) to a minimal scenario line for tests/scenarios.txt.
 //!
 //! A divergence is named after its first differing line (the call, and
@@ -10,20 +11,19 @@
 pub mod generate;
 pub mod shrink;
 
-use crate::{root, side_by_side, Mode, Scenario};
+use crate::{root, side_by_side_titled, Mode, Scenario};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-/// Environment of the libtfo runs: explicit mode (the program's own
-/// TCP_FASTOPEN_CONNECT is what libtfo emulates), emulation backend.
-const SHIM_ENV: [(&str, &str); 2] = [("TFO_MODE", "explicit"), ("TFO_BACKEND", "emulate")];
-
-/// The trace of `scenario` in `mode`: stdout, and the exit status when it
-/// is not 0 (a crash is a divergence too).
+/// The trace of `scenario` in `mode` (libtfo's runs use the emulation
+/// backend; `Mode::Shim` is explicit mode, `Mode::ShimAuto` auto mode):
+/// stdout, and the exit status when it is not 0 (a crash is a divergence
+/// too).
 pub fn trace(scenario: &Scenario, mode: Mode) -> String {
     let mut netns = scenario.netns.clone();
     if mode != Mode::Native {
-        netns.env.extend(SHIM_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let tfo_mode = if mode == Mode::ShimAuto { "auto" } else { "explicit" };
+        netns.env.extend([("TFO_MODE".to_string(), tfo_mode.to_string()), ("TFO_BACKEND".to_string(), "emulate".to_string())]);
     }
     let steps: Vec<&str> = scenario.steps.iter().map(String::as_str).collect();
     let out = netns.run_trace(mode, &scenario.address, &steps);
@@ -34,12 +34,37 @@ pub fn trace(scenario: &Scenario, mode: Mode) -> String {
     text
 }
 
+/// Whether auto mode owes this sequence the kernel's exact answers too:
+/// its socket set TCP_FASTOPEN_CONNECT (any value, successfully) before
+/// anything else could connect it, so auto mode leaves it to the explicit
+/// semantics; or its destination is loopback, which auto mode excludes by
+/// default. Otherwise auto mode rightly makes it a Fast Open connection of
+/// its own, which answers differently (connect() returns at once).
+pub fn auto_owes_kernel_answers(scenario: &Scenario, native: &str) -> bool {
+    if matches!(scenario.address.as_str(), "127.0.0.1" | "::1") {
+        return true;
+    }
+    for line in native.lines() {
+        let (step, result) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let name = step.split('=').next().unwrap_or("");
+        if matches!(name, "setopt" | "setopt_len") || step.starts_with("set=fo_connect:") {
+            if result.trim_start().starts_with("0") {
+                return true;
+            }
+        } else if !matches!(name, "watchdog" | "pace" | "socket" | "nonblock" | "get" | "set" | "getopt" | "bind" | "getfl" | "cong" | "linger" | "rcvtimeo" | "sndtimeo") {
+            return false;
+        }
+    }
+    false
+}
+
 /// What comparing one sequence gave (a divergence is rare; its size does
 /// not matter).
 #[derive(Clone, Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Outcome {
-    Same,
+    /// The kernel's answers throughout; `auto`: auto mode's too.
+    Same { auto: bool },
     /// Two native runs differed, or two libtfo runs differed differently:
     /// the sequence depends on timing, and says nothing.
     Flaky,
@@ -52,32 +77,55 @@ pub struct Divergence {
     pub signature: String,
     pub native: String,
     pub shim: String,
+    /// The libtfo run that differed: explicit or auto mode.
+    pub mode: Mode,
 }
 
 impl Divergence {
     /// The scenario line, named after the signature, then both traces.
     pub fn report(&self) -> String {
-        format!("{}\n{}", self.scenario.line(), side_by_side(&self.native, &self.shim))
+        format!("{}\n{}", self.scenario.line(), self.sides())
+    }
+
+    /// Both traces side by side.
+    pub fn sides(&self) -> String {
+        let title = if self.mode == Mode::ShimAuto { "libtfo (auto mode)" } else { "libtfo (explicit mode)" };
+        side_by_side_titled(&self.native, &self.shim, title)
     }
 }
 
-/// Runs `scenario` natively and under libtfo. A difference counts once a
-/// second pair of runs repeats it: the same native trace (deterministic
+/// Runs `scenario` natively and under libtfo in explicit mode, then in auto
+/// mode where that owes the kernel's answers too. A difference counts once
+/// a second pair of runs repeats it: the same native trace (deterministic
 /// natively) and the same first difference under libtfo (not a race).
 pub fn compare(scenario: &Scenario) -> Outcome {
     let native = trace(scenario, Mode::Native);
-    let shim = trace(scenario, Mode::Shim);
-    if native == shim {
-        return Outcome::Same;
+    let auto = auto_owes_kernel_answers(scenario, &native);
+    for mode in [Mode::Shim, Mode::ShimAuto].into_iter().filter(|&m| m == Mode::Shim || auto) {
+        let shim = trace(scenario, mode);
+        if native == shim {
+            continue;
+        }
+        let first_difference = signature_in(mode, &native, &shim);
+        if trace(scenario, Mode::Native) != native || signature_in(mode, &native, &trace(scenario, mode)) != first_difference {
+            return Outcome::Flaky;
+        }
+        let signature = first_difference;
+        let mut scenario = scenario.clone();
+        scenario.name = name(&signature);
+        return Outcome::Differs(Divergence { scenario, signature, native, shim, mode });
     }
-    let first_difference = signature(&native, &shim);
-    if trace(scenario, Mode::Native) != native || signature(&native, &trace(scenario, Mode::Shim)) != first_difference {
-        return Outcome::Flaky;
+    Outcome::Same { auto }
+}
+
+/// `signature`, its call marked "@auto" for an auto-mode divergence (a
+/// kind of its own).
+fn signature_in(mode: Mode, native: &str, shim: &str) -> String {
+    let signature = signature(native, shim);
+    match (mode, signature.split_once(' ')) {
+        (Mode::ShimAuto, Some((call, rest))) => format!("{call}@auto {rest}"),
+        _ => signature,
     }
-    let signature = first_difference;
-    let mut scenario = scenario.clone();
-    scenario.name = name(&signature);
-    Outcome::Differs(Divergence { scenario, signature, native, shim })
 }
 
 /// The call and both answers of the first differing line, every number
@@ -149,6 +197,8 @@ pub fn known_file() -> std::path::PathBuf {
 pub struct Batch {
     pub compared: usize,
     pub same: usize,
+    /// Of those, also compared (and the same) in auto mode.
+    pub same_in_auto_mode: usize,
     pub flaky: Vec<u64>,
     /// Sequence index and divergence, in index order.
     pub divergences: Vec<(u64, Divergence)>,
@@ -177,7 +227,10 @@ pub fn run_batch(seed: u64, first: u64, count: u64, workers: usize, progress: im
                 let mut b = batch.lock().unwrap();
                 b.compared += 1;
                 match outcome {
-                    Outcome::Same => b.same += 1,
+                    Outcome::Same { auto } => {
+                        b.same += 1;
+                        b.same_in_auto_mode += auto as usize;
+                    }
                     Outcome::Flaky => b.flaky.push(index),
                     Outcome::Differs(d) => b.divergences.push((index, d)),
                 }
