@@ -76,7 +76,13 @@ fn forget_range(first: u32, last: u32) {
         return;
     }
     for fd in first..=last.min(highest as u32) {
-        fdtable::forget(fd as c_int);
+        let fd = fd as c_int;
+        // As close() does: a held epoll registration moves to a dup left
+        // open (one in the range is forgotten in its turn).
+        if let Some(entry) = fdtable::lookup(fd) {
+            super::registrations::before_close(fd, entry);
+        }
+        fdtable::forget(fd);
     }
 }
 

@@ -35,14 +35,15 @@ pub fn trace(scenario: &Scenario, mode: Mode) -> String {
 }
 
 /// Whether auto mode owes this sequence the kernel's exact answers too:
-/// its socket set TCP_FASTOPEN_CONNECT (any value, successfully) before
-/// anything else could connect it, so auto mode leaves it to the explicit
-/// semantics; or its destination is loopback, which auto mode excludes by
-/// default. Otherwise auto mode rightly makes it a Fast Open connection of
-/// its own, which answers differently (connect() returns at once).
+/// its one socket set TCP_FASTOPEN_CONNECT (any value, successfully)
+/// before anything could connect it, so auto mode leaves it to the
+/// explicit semantics. Otherwise auto mode rightly makes a socket a Fast
+/// Open connection of its own, which answers differently (connect()
+/// returns at once), even towards loopback (an address such as `::` is
+/// not in the loopback ranges auto mode excludes).
 pub fn auto_owes_kernel_answers(scenario: &Scenario, native: &str) -> bool {
-    if matches!(scenario.address.as_str(), "127.0.0.1" | "::1") {
-        return true;
+    if scenario.steps.iter().filter(|s| *s == "socket").count() != 1 {
+        return false;
     }
     for line in native.lines() {
         let (step, result) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
