@@ -247,6 +247,13 @@ pub fn forget(fd: c_int) {
             release(old);
         }
     }
+    // The number no longer names that socket: none of its bits hold (a file
+    // opened on it later, which libtfo does not see, is nothing to record).
+    if let Some(number) = NUMBERS.get(fd as usize) {
+        if number.load(Ordering::Relaxed) & FLAGS != 0 {
+            number.fetch_and(!FLAGS, Ordering::Relaxed);
+        }
+    }
 }
 
 fn entry(index: u32) -> &'static Entry {
