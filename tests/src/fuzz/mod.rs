@@ -15,18 +15,13 @@ use crate::{root, side_by_side_titled, Mode, Scenario};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-/// The trace of `scenario` in `mode` (libtfo's runs use the emulation
-/// backend; `Mode::Shim` is explicit mode, `Mode::ShimAuto` auto mode):
-/// stdout, and the exit status when it is not 0 (a crash is a divergence
-/// too).
+/// The trace of `scenario` in `mode` (`Netns::run` sets libtfo's mode and
+/// backend from it: `Mode::Shim` is explicit mode, `Mode::ShimAuto` auto
+/// mode, both emulating): stdout, and the exit status when it is not 0 (a
+/// crash is a divergence too).
 pub fn trace(scenario: &Scenario, mode: Mode) -> String {
-    let mut netns = scenario.netns.clone();
-    if mode != Mode::Native {
-        let tfo_mode = if mode == Mode::ShimAuto { "auto" } else { "explicit" };
-        netns.env.extend([("TFO_MODE".to_string(), tfo_mode.to_string()), ("TFO_BACKEND".to_string(), "emulate".to_string())]);
-    }
     let steps: Vec<&str> = scenario.steps.iter().map(String::as_str).collect();
-    let out = netns.run_trace(mode, &scenario.address, &steps);
+    let out = scenario.netns.run_trace(mode, &scenario.address, &steps);
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         text += &format!("exit: {}\n", out.status);
