@@ -28,9 +28,13 @@ fn fresh(fd: c_int, tcp_candidate: bool) -> c_int {
 fn duplicated(fd: c_int, copy: c_int) -> c_int {
     if copy >= 0 && copy != fd {
         let candidate = fdtable::is_candidate(fd);
-        if candidate {
-            // Through hooks::mark: a fork must be seen from now on.
-            super::mark(fd);
+        if fdtable::lookup(fd).is_none() && fdtable::may_defer(fd) {
+            // Through hooks::mark: a fork must be seen from now on. The
+            // epoll registrations made through `fd` so far become the
+            // entry's, whichever number defers the socket later.
+            if let Some(entry) = super::mark(fd) {
+                super::registrations::adopt(fd, entry);
+            }
         }
         // Whatever `copy` was before, the kernel closed it.
         fdtable::renumber(copy, candidate);
@@ -143,14 +147,14 @@ export_fd! {
     /// fcntl is variadic in C; its third argument is at most pointer-sized
     /// and passed in the same register either way on Linux x86_64/aarch64.
     fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int,
-    if let Some(_dup: ()) = (is_dup(cmd) && (fdtable::lookup(fd).is_some() || fdtable::is_candidate(fd))).then_some(()) => {
+    if let Some(_dup: ()) = (is_dup(cmd) && (fdtable::lookup(fd).is_some() || fdtable::may_defer(fd))).then_some(()) => {
         // SAFETY: the caller's arguments.
         let copy = unsafe { crate::real::fcntl(fd, cmd, arg) };
         crate::export::Done(crate::errno::check(duplicated(fd, copy)))
     }
 
     fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int,
-    if let Some(_dup: ()) = (is_dup(cmd) && (fdtable::lookup(fd).is_some() || fdtable::is_candidate(fd))).then_some(()) => {
+    if let Some(_dup: ()) = (is_dup(cmd) && (fdtable::lookup(fd).is_some() || fdtable::may_defer(fd))).then_some(()) => {
         // SAFETY: the caller's arguments.
         let copy = unsafe { crate::real::fcntl64(fd, cmd, arg) };
         crate::export::Done(crate::errno::check(duplicated(fd, copy)))

@@ -57,21 +57,26 @@ pub fn give_back(epfd: c_int, watch: &mut Watch) {
     }
 }
 
-/// Runs `f` on the current registrations of `fd` in every instance that
-/// holds one (the socket's watcher list). Registrations made before the
-/// socket had an entry are found once by looking through the instances.
+/// Runs `f` on the current registrations of the socket in every instance
+/// that holds one (the socket's watcher list), whichever of its numbers
+/// (dups) each was made through: the SYN leaving through a dup changes
+/// them all at once, as the kernel's socket wakes every one of its
+/// registrations together. Registrations made before the socket had an
+/// entry are found once by looking through the instances.
 fn each_watch(fd: c_int, entry: &Entry, f: impl Fn(c_int, &mut Watch)) {
-    if fdtable::was_watched(fd) {
-        fdtable::clear_watched(fd);
-        adopt_early_watches(fd, entry);
-    }
+    adopt(fd, entry);
     for slot in &entry.conn.watchers {
         let Some(epfd) = slot.load(Ordering::Acquire).checked_sub(1).map(|e| e as c_int) else { continue };
         let Some(instance) = fdtable::lookup(epfd) else { continue };
         instance.watches.with(|list| {
-            list.iter_mut().filter(|w| w.fd == fd && current(w)).for_each(|w| f(epfd, w));
+            list.iter_mut().filter(|w| names(w, entry)).for_each(|w| f(epfd, w));
         });
     }
+}
+
+/// A current registration of the socket behind `entry`.
+fn names(watch: &Watch, entry: &Entry) -> bool {
+    current(watch) && fdtable::lookup(watch.fd).is_some_and(|e| std::ptr::eq(e, entry))
 }
 
 
@@ -106,7 +111,7 @@ pub fn before_close(fd: c_int, entry: &'static Entry) {
         return;
     };
     each_watch(fd, entry, |_, w| {
-        if w.held {
+        if w.held && w.fd == fd {
             w.fd = other;
             w.generation = fdtable::generation(other);
             w.moved = true;
@@ -114,8 +119,17 @@ pub fn before_close(fd: c_int, entry: &'static Entry) {
     });
 }
 
+/// `fd` has an entry now: the registrations made through it before (while
+/// it had none) become the entry's, once.
+pub fn adopt(fd: c_int, entry: &Entry) {
+    if fdtable::was_watched(fd) {
+        fdtable::clear_watched(fd);
+        adopt_early_watches(fd, entry);
+    }
+}
+
 /// Adds to `entry`'s watcher list every instance holding a registration of
-/// `fd` (made while `fd` was a candidate without an entry).
+/// `fd` (made while `fd` had no entry).
 fn adopt_early_watches(fd: c_int, entry: &Entry) {
     for epfd in 0..=fdtable::highest() {
         let Some(instance) = fdtable::lookup(epfd).filter(|i| !i.watches.is_empty()) else { continue };
