@@ -23,7 +23,7 @@ use crate::export::{Answer, Done, Real};
 use crate::fdtable::{self, Entry};
 use crate::kernel::{self, MSG_FASTOPEN, TCP_FASTOPEN_CONNECT, TCP_SYN_SENT, TFO_CLIENT_NO_COOKIE};
 use crate::log::{debug, warning};
-use crate::state::{Endpoints, Engine, Phase, Wait, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_KERNEL_DISCONNECTING, FLAG_HAS_LISTENED, FLAG_LISTENING, FLAG_READ_SHUT, FLAG_WRITE_SHUT};
+use crate::state::{Endpoints, Engine, Phase, Wait, FLAG_HAS_CONNECTED, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_KERNEL_DISCONNECTING, FLAG_HAS_LISTENED, FLAG_LISTENING, FLAG_READ_SHUT, FLAG_WRITE_SHUT};
 use crate::stats::{self, Counter};
 use crate::{failures, memo, policy, real};
 use libc::{c_int, sockaddr, socklen_t};
@@ -94,7 +94,15 @@ export_fd! {
                 let (dest, unspec) = unsafe { (SockAddr::inet(addr, len), SockAddr::is_unspec(addr, len)) };
                 explicit_connect(fd, entry, (addr, len), dest, unspec)
             }
-            ConnectTarget::Tracked(_) => Real,
+            ConnectTarget::Tracked(entry) => {
+                // Option off: the kernel's connect, which may void a
+                // shutdown noted before (see forget_shutdown).
+                // SAFETY: the caller's arguments (checked readable above).
+                let result = check(unsafe { real::connect(fd, addr, len) });
+                // SAFETY: readable for `len` bytes (checked above).
+                forget_shutdown(entry, unsafe { SockAddr::is_unspec(addr, len) }, result);
+                Done(result)
+            }
         }
     }
 }
@@ -105,56 +113,18 @@ export_fd! {
     /// request still reaches the server), and a SYN still in flight is
     /// waited for (a shutdown in SYN_SENT would drop the connection).
     fn shutdown(fd: c_int, how: c_int) -> c_int,
-    if let Some(entry) = fdtable::lookup(fd).filter(|_| (libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how)) => {
-        let conn = &entry.conn;
-        if conn.has_flag(FLAG_LISTENING) {
-            // Shutting a listener's reading side disconnects it: back in
-            // CLOSE, an ordinary socket again (sk_shutdown cleared).
-            // SAFETY: the caller's arguments.
-            let result = crate::errno::check(unsafe { real::shutdown(fd, how) });
-            if result.is_ok() && how != libc::SHUT_WR {
-                conn.set_flag(FLAG_LISTENING, false);
+    if let Some(target: ShutdownTarget) = shutdown_target(fd, how) => {
+        match target {
+            ShutdownTarget::Tracked(entry) => {
+                super::follow(fd, entry);
+                shutdown_tracked(fd, how, entry)
             }
-            return Done(result);
+            ShutdownTarget::Early => shutdown_early(fd, how),
         }
-        if conn.phase() == Phase::Armed && !conn.is_auto() {
-            // Not connected: the kernel says ENOTCONN, yet keeps the shutdown
-            // (inet_shutdown), and a later deferred connect keeps it too: a
-            // read of the deferred socket then ends at once.
-            // SAFETY: the caller's arguments.
-            let result = crate::errno::check(unsafe { real::shutdown(fd, how) });
-            if how != libc::SHUT_WR {
-                conn.set_flag(FLAG_READ_SHUT, true);
-            }
-            if how != libc::SHUT_RD {
-                conn.set_flag(FLAG_WRITE_SHUT, true);
-            }
-            return Done(result);
-        }
-        if !conn.needs_attention() {
-            if !conn.is_auto() {
-                note_shutdown(fd, entry);
-            }
-            return Real;
-        }
-        if entry.conn.is_auto() {
-            if auto_unsent(entry) {
-                syn::kick(fd, entry, Counter::KicksShutdown);
-            }
-            if kernel::tcp_state(fd) == Some(TCP_SYN_SENT) {
-                let _ = kernel::wait_for(fd, libc::POLLOUT, kernel::deadline(fd, libc::SO_SNDTIMEO));
-            }
-            if entry.conn.is_confirming() {
-                syn::resolve(fd, entry, true);
-            }
-            return Real;
-        }
-        if still_unsent(fd, entry) && disconnect(fd, entry) {
-            return Done(Ok(0));
-        }
-        Real
     }
+}
 
+export_fd! {
     /// A deferred socket already has its local address and port.
     fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int,
     if let Some(entry) = unsent(fd).filter(|e| e.conn.engine() == Engine::Emulated) => {
@@ -178,6 +148,104 @@ export_fd! {
     }
 }
 
+/// shutdown() of a tracked socket.
+fn shutdown_tracked(fd: c_int, how: c_int, entry: &Entry) -> Answer<c_int> {
+    let conn = &entry.conn;
+    if conn.has_flag(FLAG_LISTENING) {
+        // Shutting a listener's reading side disconnects it: back in
+        // CLOSE, an ordinary socket again (sk_shutdown cleared).
+        // SAFETY: the caller's arguments.
+        let result = crate::errno::check(unsafe { real::shutdown(fd, how) });
+        if result.is_ok() && how != libc::SHUT_WR {
+            conn.set_flag(FLAG_LISTENING, false);
+        }
+        return Done(result);
+    }
+    if conn.phase() == Phase::Armed && !conn.is_auto() {
+        // Not connected: the kernel says ENOTCONN, yet keeps the shutdown
+        // (inet_shutdown), and a later deferred connect keeps it too: a
+        // read of the deferred socket then ends at once.
+        // SAFETY: the caller's arguments.
+        let result = crate::errno::check(unsafe { real::shutdown(fd, how) });
+        if how != libc::SHUT_WR {
+            conn.set_flag(FLAG_READ_SHUT, true);
+        }
+        if how != libc::SHUT_RD {
+            conn.set_flag(FLAG_WRITE_SHUT, true);
+        }
+        return Done(result);
+    }
+    if !conn.needs_attention() {
+        if conn.is_auto() {
+            return Real;
+        }
+        note_shutdown(fd, entry);
+        // SAFETY: the caller's arguments.
+        let result = crate::errno::check(unsafe { real::shutdown(fd, how) });
+        // Back in CLOSE (after a failed connect): ENOTCONN, and the
+        // kernel keeps the shutdown for a later deferral, as above.
+        // tcp_poll() shows only the reading side there, so the
+        // writing side is noted now.
+        if result == Err(Errno(libc::ENOTCONN)) && how != libc::SHUT_RD {
+            conn.set_flag(FLAG_WRITE_SHUT, true);
+        }
+        return Done(result);
+    }
+    if entry.conn.is_auto() {
+        if auto_unsent(entry) {
+            syn::kick(fd, entry, Counter::KicksShutdown);
+        }
+        if kernel::tcp_state(fd) == Some(TCP_SYN_SENT) {
+            let _ = kernel::wait_for(fd, libc::POLLOUT, kernel::deadline(fd, libc::SO_SNDTIMEO));
+        }
+        if entry.conn.is_confirming() {
+            syn::resolve(fd, entry, true);
+        }
+        return Real;
+    }
+    if still_unsent(fd, entry) && disconnect(fd, entry) {
+        return Done(Ok(0));
+    }
+    Real
+}
+
+/// shutdown() of a TCP socket libtfo does not track yet, which may defer
+/// later. Unconnected (CLOSE), the kernel says ENOTCONN but keeps the
+/// shutdown, and a later deferred connect keeps it too; only its reading
+/// side is visible then (tcp_poll), so both sides are noted now.
+fn shutdown_early(fd: c_int, how: c_int) -> Answer<c_int> {
+    // SAFETY: the caller's arguments.
+    let result = check(unsafe { real::shutdown(fd, how) });
+    if result == Err(Errno(libc::ENOTCONN)) {
+        if let Some(entry) = super::mark(fd) {
+            if how != libc::SHUT_WR {
+                entry.conn.set_flag(FLAG_READ_SHUT, true);
+            }
+            if how != libc::SHUT_RD {
+                entry.conn.set_flag(FLAG_WRITE_SHUT, true);
+            }
+        }
+    }
+    Done(result)
+}
+
+/// What shutdown() finds on the fd.
+pub enum ShutdownTarget {
+    Tracked(&'static Entry),
+    Early,
+}
+
+#[inline(always)]
+fn shutdown_target(fd: c_int, how: c_int) -> Option<ShutdownTarget> {
+    if !(libc::SHUT_RD..=libc::SHUT_RDWR).contains(&how) {
+        return None;
+    }
+    match fdtable::lookup(fd) {
+        Some(entry) => Some(ShutdownTarget::Tracked(entry)),
+        None => fdtable::may_defer(fd).then_some(ShutdownTarget::Early),
+    }
+}
+
 /// What inet_shutdown() does to the socket layer: in SYN_SENT the shutdown
 /// disconnects (SS_UNCONNECTED, and the cookie request is freed); a
 /// "connecting" one already back in CLOSE, or in SYN_RECV, is left
@@ -189,7 +257,7 @@ fn note_shutdown(fd: c_int, entry: &Entry) {
         return;
     }
     match kernel::tcp_state(fd) {
-        Some(TCP_SYN_SENT) => conn.set_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED | crate::state::FLAG_COOKIE_REQUESTED, false),
+        Some(TCP_SYN_SENT) => conn.set_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED | crate::state::FLAG_COOKIE_REQUESTED | FLAG_WRITE_SHUT, false),
         Some(kernel::TCP_CLOSE | kernel::TCP_SYN_RECV) if conn.has_flag(FLAG_KERNEL_CONNECTING) => {
             conn.set_flag(FLAG_KERNEL_CONNECTING, false);
             conn.set_flag(FLAG_KERNEL_DISCONNECTING, true);
@@ -388,15 +456,30 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
             0 => {}
             e => conn.set_pending_error(e),
         }
+        // The writing side is not visible in CLOSE: FLAG_WRITE_SHUT holds
+        // what the program shut there since the last disconnect.
         conn.set_flag(FLAG_READ_SHUT, kernel::reading_shut(fd));
-        conn.set_flag(FLAG_WRITE_SHUT, false); // not visible in CLOSE
     }
+    // libtfo follows this socket only since its option was set, so what
+    // was done to it before (a shutdown in another process, an error a
+    // disconnect left while the option was off) is the kernel's to tell:
+    // it never deferred, so its state is the truth.
+    let fresh = phase == Phase::Armed && !conn.has_flag(FLAG_HAS_CONNECTED);
     conn.rearm();
     // Only a well-formed address of the socket's own family is ours; the
     // kernel answers the rest (EINVAL, EAFNOSUPPORT, AF_UNSPEC disconnect).
     let Some((dest, ip)) = dest.filter(|d| d.family() == conn.family()).and_then(|d| Some((d, d.ip()?))) else {
         return Real;
     };
+    if fresh {
+        match kernel::take_socket_error(fd) {
+            0 => {}
+            e => conn.set_pending_error(e),
+        }
+        if kernel::reading_shut(fd) {
+            conn.set_flag(FLAG_READ_SHUT, true);
+        }
+    }
     stats::count(Counter::SocketsSeen);
     if let Some(local) = deferral(fd, conn.family(), &dest, ip) {
         if conn.begin_connect() {
@@ -434,6 +517,20 @@ fn note_socket_layer(entry: &Entry, unspec: bool, result: SysResult<c_int>) {
     // (__inet_stream_connect), which frees a cookie request.
     if !connected && !connecting {
         entry.conn.set_flag(crate::state::FLAG_COOKIE_REQUESTED, false);
+    }
+    forget_shutdown(entry, unspec, result);
+}
+
+/// A connect() the kernel answered ends what libtfo noted of a shutdown
+/// made in CLOSE when it disconnected the socket (AF_UNSPEC, or a failure
+/// after the SYN: tcp_disconnect() clears sk_shutdown), or when its SYN
+/// left (the socket defers again only after such a disconnect). Errors
+/// found before the SYN (address, route, port) leave the shutdown be.
+fn forget_shutdown<T>(entry: &Entry, unspec: bool, result: SysResult<T>) {
+    let voids = unspec
+        || matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS | libc::EINTR | libc::ECONNREFUSED | libc::ETIMEDOUT | libc::ECONNRESET | libc::ECONNABORTED | libc::EPIPE)));
+    if voids {
+        entry.conn.set_flag(FLAG_READ_SHUT | FLAG_WRITE_SHUT, false);
     }
 }
 
@@ -508,6 +605,18 @@ fn request_cookie(fd: c_int, entry: &Entry, dest: &SockAddr) -> Answer<c_int> {
     let flags = MSG_FASTOPEN | libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
     // SAFETY: a zero-length sendto reads no memory; `dest` is valid.
     let mut result = check(unsafe { real::sendto(fd, std::ptr::null(), 0, flags, dest.as_ptr(), dest.len()) });
+    // tcp_connect_init() cleared any old sk_err as the SYN left: an error
+    // libtfo held since a disconnect is gone too, whatever the wait below
+    // reports (a failure there is connect()'s own, read as it returns).
+    // EPIPE: the SYN left all the same on a socket shut down before.
+    let syn_left = match result {
+        Ok(_) | Err(Errno(libc::EINPROGRESS)) => true,
+        Err(Errno(libc::EPIPE)) => kernel::tcp_state(fd) != Some(kernel::TCP_CLOSE),
+        Err(_) => false,
+    };
+    if syn_left {
+        entry.conn.set_pending_error(0);
+    }
     if result == Err(Errno(libc::EINPROGRESS)) && !kernel::is_nonblocking(fd) {
         // The socket layer is "connecting": this connect() waits as the
         // first would (SO_SNDTIMEO, signals), and says EALREADY where that
@@ -538,14 +647,13 @@ fn request_cookie(fd: c_int, entry: &Entry, dest: &SockAddr) -> Answer<c_int> {
             })
         }
         _ => {
-            if matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))) {
-                // The SYN left, and tcp_connect_init() cleared any old sk_err.
-                entry.conn.set_pending_error(0);
-            }
             // A blocking connect that failed disconnected the socket, which
-            // freed the cookie request.
-            entry.conn.connected_without_deferral(matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))));
-            entry.conn.set_flag(FLAG_KERNEL_CONNECTING, result == Err(Errno(libc::EINPROGRESS)));
+            // freed the cookie request; one a signal interrupted is still
+            // connecting (SYN_SENT, the socket layer SS_CONNECTING).
+            let connecting = matches!(result, Err(Errno(libc::EINPROGRESS | libc::EINTR)));
+            entry.conn.connected_without_deferral(result.is_ok() || connecting);
+            forget_shutdown(entry, false, result);
+            entry.conn.set_flag(FLAG_KERNEL_CONNECTING, connecting);
             entry.conn.set_flag(FLAG_KERNEL_CONNECTED, result.is_ok());
             // Registrations held since a disconnect go back to the kernel.
             super::registrations::release(fd, entry);

@@ -28,7 +28,7 @@ use crate::real;
 use crate::state::{Engine, Phase};
 use crate::stats::Counter;
 use crate::watch::Watch;
-use super::registrations::{add_watcher, current, give_back, hold_watch, remove_watcher};
+use super::registrations::{add_watcher, current, give_back, give_back_modified, hold_watch, remove_watcher};
 use libc::{c_int, epoll_event, sigset_t, timespec, EPOLLOUT, EPOLLWRNORM};
 
 const REPORTED_MASK: u32 = (EPOLLOUT | EPOLLWRNORM) as u32;
@@ -108,7 +108,7 @@ unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) ->
                     list[i].event = unsafe { *event };
                     list[i].reported = false;
                     if matches!(synthesized(&list[i]), Held::Release) {
-                        give_back(epfd, &mut list[i]);
+                        give_back_modified(epfd, &mut list[i]);
                     }
                     Done(Ok(0))
                 }

@@ -57,6 +57,21 @@ pub fn give_back(epfd: c_int, watch: &mut Watch) {
     }
 }
 
+/// Back to the kernel as the program's EPOLL_CTL_MOD left it. A process
+/// sharing the instance since a fork may have given it back already, with
+/// the events it knew: the program's MOD is the last word, so it is made.
+pub fn give_back_modified(epfd: c_int, watch: &mut Watch) {
+    if watch.held {
+        // SAFETY: the event is a valid epoll_event owned by the record.
+        let added = unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, watch.fd, &mut watch.event) };
+        if added != 0 && crate::errno::get() == libc::EEXIST {
+            // SAFETY: as above.
+            unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, watch.fd, &mut watch.event) };
+        }
+        watch.held = false;
+    }
+}
+
 /// Runs `f` on the current registrations of the socket in every instance
 /// that holds one (the socket's watcher list), whichever of its numbers
 /// (dups) each was made through: the SYN leaving through a dup changes
