@@ -8,7 +8,7 @@ use crate::export::{Answer, Done, Real};
 use crate::fdtable::{self, Entry};
 use crate::kernel::{self, MSG_FASTOPEN};
 use crate::real;
-use crate::state::{Phase, FLAG_COOKIE_REQUESTED, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_LISTENING};
+use crate::state::{Phase, FLAG_COOKIE_REQUESTED, FLAG_HAS_LISTENED, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_KERNEL_DISCONNECTING, FLAG_LISTENING};
 use libc::{c_int, c_uint, c_void, iovec, loff_t, mmsghdr, msghdr, off_t, size_t, sockaddr, socklen_t, ssize_t};
 
 export_fd! {
@@ -266,8 +266,15 @@ fn with_given_address(fd: c_int, entry: &Entry, given: GivenAddress, payload: Pa
 fn own_fastopen(fd: c_int, entry: &Entry, flags: c_int, call: impl FnOnce() -> ssize_t) -> Option<Answer<ssize_t>> {
     let conn = &entry.conn;
     let phase = conn.phase();
-    // A listener answers MSG_FASTOPEN (EISCONN) before any pending error.
-    let ours = phase == Phase::Armed || (phase == Phase::Kernel && (conn.pending_error() == 0 || conn.has_flag(FLAG_LISTENING)));
+    // A listener answers MSG_FASTOPEN (EISCONN) before any pending error,
+    // and so does an unconnected socket in CLOSE: its connect comes first
+    // and clears sk_err as the SYN leaves (libtfo may hold that error: it
+    // took it at a connect that then failed before its SYN).
+    let unconnected = || {
+        !conn.has_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED | FLAG_KERNEL_DISCONNECTING | FLAG_HAS_LISTENED)
+            && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE)
+    };
+    let ours = phase == Phase::Armed || (phase == Phase::Kernel && (conn.pending_error() == 0 || conn.has_flag(FLAG_LISTENING) || unconnected()));
     if flags & MSG_FASTOPEN == 0 || conn.is_auto() || !ours {
         return None;
     }
