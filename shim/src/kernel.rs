@@ -78,6 +78,16 @@ pub fn tcp_info(fd: c_int) -> SysResult<TcpInfo> {
     Ok(TcpInfo { state: info[0], options: info[5], fastopen_client_fail: (info[7] >> 1) & 3 })
 }
 
+/// tcpi_snd_mss: the socket's mss_cache, which TCP_MAXSEG reports in any
+/// state but CLOSE and LISTEN (there it reports the program's own value).
+pub fn mss_cache(fd: c_int) -> Option<u32> {
+    let mut info = [0u8; 20];
+    let mut len = info.len() as socklen_t;
+    // SAFETY: info and len are valid for writing.
+    check(unsafe { real::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len) }).ok()?;
+    (len >= 20).then(|| u32::from_ne_bytes([info[16], info[17], info[18], info[19]]))
+}
+
 /// SIOCOUTQ: for a socket in CLOSE, write_seq - snd_una (moved by every
 /// tcp_disconnect()). `None` where the kernel refuses.
 pub fn send_queue(fd: c_int) -> Option<i32> {

@@ -156,6 +156,10 @@ pub const FLAG_HAS_CONNECTED: u32 = 128;
 /// left, or an emulated disconnect took it through SYN_SENT): the kernel
 /// then answers listen() itself, its checks in its own order.
 pub const FLAG_UNDERNEATH_CONNECTED: u32 = 512;
+/// An emulated deferred socket whose route the kernel's would have dropped
+/// (sk_dst_reset: SO_DONTROUTE, a new TOS or mark, binding to a device):
+/// IP_MTU then says ENOTCONN, until a new connect routes it again.
+pub const FLAG_ROUTE_RESET: u32 = 1024;
 
 /// How many epoll instances may hold one deferred socket's registrations.
 pub const MAX_WATCHERS: usize = 4;
@@ -490,6 +494,7 @@ impl Connection {
         self.send_queue_mark.store(UNMARKED, Ordering::Relaxed);
         // SAFETY: we own the Connecting phase, so nobody reads the cell.
         unsafe { *self.endpoints.get() = endpoints };
+        self.flags.fetch_and(!FLAG_ROUTE_RESET, Ordering::Relaxed);
         self.flags.fetch_or(FLAG_HAS_CONNECTED, Ordering::Relaxed);
         self.enter(Phase::Deferred);
     }

@@ -62,6 +62,12 @@ export! {
                 return Done(Err(e));
             }
         }
+        if let Some(rule) = route_reset(level, name) {
+            if let Some(entry) = super::unsent(fd).filter(|e| e.conn.engine() == Engine::Emulated && super::still_unsent(fd, e)) {
+                // SAFETY: setsockopt's contract for `value` and `len`.
+                return Done(unsafe { set_resetting_route(fd, entry, level, name, value, len, rule) });
+            }
+        }
         if !is_fastopen_connect(level, name) || config::get().mode == Mode::Off {
             return Real;
         }
@@ -84,8 +90,42 @@ export! {
 fn is_ours(level: c_int, name: c_int) -> bool {
     is_fastopen_connect(level, name)
         || (level == libc::SOL_SOCKET && matches!(name, libc::SO_ERROR | libc::SO_PEERNAME))
-        || (level == libc::IPPROTO_TCP && name == libc::TCP_INFO)
+        || (level == libc::IPPROTO_TCP && matches!(name, libc::TCP_INFO | libc::TCP_MAXSEG))
         || is_route_mtu(level, name)
+}
+
+/// When setting an option drops the socket's cached route (sk_dst_reset).
+#[derive(Clone, Copy, PartialEq)]
+enum RouteReset {
+    Always,
+    /// Only when the value changes (IP_TOS, IPV6_TCLASS, SO_MARK).
+    OnChange,
+}
+
+#[inline(always)]
+fn route_reset(level: c_int, name: c_int) -> Option<RouteReset> {
+    match (level, name) {
+        (libc::SOL_SOCKET, libc::SO_DONTROUTE | libc::SO_BINDTODEVICE | libc::SO_BINDTOIFINDEX) => Some(RouteReset::Always),
+        (libc::SOL_SOCKET, libc::SO_MARK) | (libc::IPPROTO_IP, libc::IP_TOS) | (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => Some(RouteReset::OnChange),
+        _ => None,
+    }
+}
+
+/// An option that drops the kernel's route, set on an emulated deferred
+/// socket: the kernel sets it (and answers); libtfo notes that the
+/// deferred socket the program sees has no route any more.
+///
+/// # Safety
+/// setsockopt's contract for `value` and `len`.
+unsafe fn set_resetting_route(fd: c_int, entry: &Entry, level: c_int, name: c_int, value: *const c_void, len: socklen_t, rule: RouteReset) -> SysResult<c_int> {
+    let read = || kernel::int_option(fd, level, name).ok();
+    let before = if rule == RouteReset::OnChange { read() } else { None };
+    // SAFETY: the caller's arguments.
+    let result = crate::errno::check(unsafe { crate::real::setsockopt(fd, level, name, value, len) });
+    if result.is_ok() && (rule == RouteReset::Always || read() != before) {
+        entry.conn.set_flag(crate::state::FLAG_ROUTE_RESET, true);
+    }
+    result
 }
 
 /// IP_MTU / IPV6_MTU: the route's MTU, known once the socket has a route.
@@ -116,7 +156,17 @@ export_fd! {
             return if emulated_unsent { Done(unsafe { peer_name(&conn.endpoints().remote, value, len) }) } else { Real };
         }
         if is_route_mtu(level, name) {
-            return if emulated_unsent { Done(route_mtu(conn.family(), &conn.endpoints().remote, level, name, value, len)) } else { Real };
+            // With its route dropped, the kernel's deferred socket is as
+            // route-less as the unconnected one underneath (ENOTCONN).
+            return if emulated_unsent && !conn.has_flag(crate::state::FLAG_ROUTE_RESET) {
+                Done(route_mtu(conn.family(), &conn.endpoints().remote, level, name, value, len))
+            } else {
+                Real
+            };
+        }
+        if level == libc::IPPROTO_TCP && name == libc::TCP_MAXSEG {
+            // SAFETY: getsockopt's contract.
+            return Done(unsafe { max_segment(fd, emulated_unsent, value, len) });
         }
         if level == libc::SOL_SOCKET {
             // SO_ERROR: sk_getsockopt() refuses a negative length first.
@@ -157,6 +207,26 @@ unsafe fn tcp_info(fd: c_int, entry: &Entry, value: *mut c_void, len: *mut sockl
         }
     }
     Done(result)
+}
+
+/// TCP_MAXSEG: in SYN_SENT the kernel reports mss_cache, in CLOSE the
+/// program's own TCP_MAXSEG when it set one. The kernel checks the length
+/// and writes the value; an emulated deferred socket's is then corrected.
+///
+/// # Safety
+/// getsockopt's contract for `value` and `len`.
+unsafe fn max_segment(fd: c_int, emulated_unsent: bool, value: *mut c_void, len: *mut socklen_t) -> SysResult<c_int> {
+    // SAFETY: the caller's arguments.
+    let result = crate::errno::check(unsafe { crate::real::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MAXSEG, value, len) });
+    if result.is_ok() && emulated_unsent && !value.is_null() {
+        if let Some(mss) = kernel::mss_cache(fd) {
+            // SAFETY: the kernel accepted `len`, so it is readable.
+            let written = (unsafe { *len } as usize).min(4);
+            // SAFETY: the kernel wrote `written` bytes (at most an int) there.
+            unsafe { std::ptr::copy_nonoverlapping((mss as c_int).to_ne_bytes().as_ptr(), value.cast::<u8>(), written) };
+        }
+    }
+    result
 }
 
 /// SO_PEERNAME of a deferred socket: the kernel names the peer of a socket
