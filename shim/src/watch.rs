@@ -35,6 +35,12 @@ impl Watch {
         self.reported && self.event.events & libc::EPOLLONESHOT as u32 != 0
     }
 
+    /// Edge-triggered, and its edge already reported: the kernel would
+    /// report it again only after a new wake-up of the socket.
+    pub fn edge_collected(&self) -> bool {
+        self.reported && self.event.events & libc::EPOLLET as u32 != 0
+    }
+
     /// Edge-triggered or one-shot: report once.
     pub fn once(&self) -> bool {
         self.event.events & (libc::EPOLLET | libc::EPOLLONESHOT) as u32 != 0

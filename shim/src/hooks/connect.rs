@@ -173,6 +173,9 @@ fn shutdown_tracked(fd: c_int, how: c_int, entry: &Entry) -> Answer<c_int> {
         if how != libc::SHUT_RD {
             conn.set_flag(FLAG_WRITE_SHUT, true);
         }
+        // inet_shutdown() wakes the socket's waiters even in CLOSE: an
+        // edge-triggered registration held since a disconnect fires again.
+        super::registrations::rearm(fd, entry);
         return Done(result);
     }
     if !conn.needs_attention() {

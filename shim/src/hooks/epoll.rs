@@ -219,6 +219,12 @@ fn synthesized(watch: &Watch) -> Held {
         Held::Report((watch.event.events | libc::EPOLLHUP as u32 | error) & now)
     } else if watch.disarmed() {
         Held::Report(0)
+    } else if watch.edge_collected() && crate::kernel::tcp_state(watch.fd) == Some(crate::kernel::TCP_CLOSE) {
+        // Its error read, a disconnected socket wakes nobody: an edge the
+        // program has collected stays collected. Given back now, a new ADD
+        // would report the unconnected socket's EPOLLHUP as a new edge; it
+        // goes back once the socket moves (a connect, another wake-up).
+        Held::Report(0)
     } else {
         Held::Release
     }
