@@ -63,29 +63,24 @@ pub struct TcpInfo {
     pub options: u8,
     /// tcpi_fastopen_client_fail (0 on kernels before 5.5).
     pub fastopen_client_fail: u8,
+    /// tcpi_snd_mss: the socket's mss_cache, which TCP_MAXSEG reports in
+    /// any state but CLOSE and LISTEN (there the program's own value).
+    pub snd_mss: Option<u32>,
 }
 
 pub fn tcp_info(fd: c_int) -> SysResult<TcpInfo> {
     // The kernel copies min(len, sizeof) bytes; the fields wanted are in
-    // the first 8 (tcpi_fastopen_client_fail: bits 1-2 of byte 7).
-    let mut info = [0u8; 8];
+    // the first 20 (tcpi_fastopen_client_fail: bits 1-2 of byte 7;
+    // tcpi_snd_mss: bytes 16-19).
+    let mut info = [0u8; 20];
     let mut len = info.len() as socklen_t;
     // SAFETY: info and len are valid for writing.
     check(unsafe { real::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len) })?;
     if len < 8 {
         return Err(Errno(libc::EINVAL));
     }
-    Ok(TcpInfo { state: info[0], options: info[5], fastopen_client_fail: (info[7] >> 1) & 3 })
-}
-
-/// tcpi_snd_mss: the socket's mss_cache, which TCP_MAXSEG reports in any
-/// state but CLOSE and LISTEN (there it reports the program's own value).
-pub fn mss_cache(fd: c_int) -> Option<u32> {
-    let mut info = [0u8; 20];
-    let mut len = info.len() as socklen_t;
-    // SAFETY: info and len are valid for writing.
-    check(unsafe { real::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len) }).ok()?;
-    (len >= 20).then(|| u32::from_ne_bytes([info[16], info[17], info[18], info[19]]))
+    let snd_mss = (len >= 20).then(|| u32::from_ne_bytes([info[16], info[17], info[18], info[19]]));
+    Ok(TcpInfo { state: info[0], options: info[5], fastopen_client_fail: (info[7] >> 1) & 3, snd_mss })
 }
 
 /// SIOCOUTQ: for a socket in CLOSE, write_seq - snd_una (moved by every

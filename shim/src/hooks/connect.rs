@@ -167,12 +167,7 @@ fn shutdown_tracked(fd: c_int, how: c_int, entry: &Entry) -> Answer<c_int> {
         // read of the deferred socket then ends at once.
         // SAFETY: the caller's arguments.
         let result = crate::errno::check(unsafe { real::shutdown(fd, how) });
-        if how != libc::SHUT_WR {
-            conn.set_flag(FLAG_READ_SHUT, true);
-        }
-        if how != libc::SHUT_RD {
-            conn.set_flag(FLAG_WRITE_SHUT, true);
-        }
+        note_shut_sides(entry, how);
         // inet_shutdown() wakes the socket's waiters even in CLOSE: an
         // edge-triggered registration held since a disconnect fires again.
         super::registrations::rearm(fd, entry);
@@ -221,15 +216,20 @@ fn shutdown_early(fd: c_int, how: c_int) -> Answer<c_int> {
     let result = check(unsafe { real::shutdown(fd, how) });
     if result == Err(Errno(libc::ENOTCONN)) {
         if let Some(entry) = super::mark(fd) {
-            if how != libc::SHUT_WR {
-                entry.conn.set_flag(FLAG_READ_SHUT, true);
-            }
-            if how != libc::SHUT_RD {
-                entry.conn.set_flag(FLAG_WRITE_SHUT, true);
-            }
+            note_shut_sides(entry, how);
         }
     }
     Done(result)
+}
+
+/// The sides a shutdown made in CLOSE leaves shut for a later deferral.
+fn note_shut_sides(entry: &Entry, how: c_int) {
+    if how != libc::SHUT_WR {
+        entry.conn.set_flag(FLAG_READ_SHUT, true);
+    }
+    if how != libc::SHUT_RD {
+        entry.conn.set_flag(FLAG_WRITE_SHUT, true);
+    }
 }
 
 /// What shutdown() finds on the fd.
@@ -455,10 +455,7 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
     // defers again, and an error left in sk_err stays for the next call.
     // So does a reading side shut since (sk_shutdown; tcp_disconnect clears it).
     if phase == Phase::Kernel {
-        match kernel::take_socket_error(fd) {
-            0 => {}
-            e => conn.set_pending_error(e),
-        }
+        hold_kernel_error(fd, entry);
         // The writing side is not visible in CLOSE: FLAG_WRITE_SHUT holds
         // what the program shut there since the last disconnect.
         conn.set_flag(FLAG_READ_SHUT, kernel::reading_shut(fd));
@@ -475,10 +472,7 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
         return Real;
     };
     if fresh {
-        match kernel::take_socket_error(fd) {
-            0 => {}
-            e => conn.set_pending_error(e),
-        }
+        hold_kernel_error(fd, entry);
         if kernel::reading_shut(fd) {
             conn.set_flag(FLAG_READ_SHUT, true);
         }
@@ -495,6 +489,15 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
         return connect_again(fd, entry);
     }
     request_cookie(fd, entry, &dest)
+}
+
+/// The kernel socket's pending error (sk_err) becomes libtfo's to report:
+/// the deferral about to be made hides the kernel socket from the program.
+fn hold_kernel_error(fd: c_int, entry: &Entry) {
+    match kernel::take_socket_error(fd) {
+        0 => {}
+        e => entry.conn.set_pending_error(e),
+    }
 }
 
 /// What a connect() the kernel answered did to its socket layer (SS_*):

@@ -48,27 +48,25 @@ pub fn hold_watch(epfd: c_int, watch: &mut Watch) {
     }
 }
 
-/// Back to the kernel, with the program's events and data.
-pub fn give_back(epfd: c_int, watch: &mut Watch) {
-    if watch.held {
-        // SAFETY: the event is a valid epoll_event owned by the record.
-        unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, watch.fd, &mut watch.event) };
-        watch.held = false;
+/// Back to the kernel, with the program's events and data. True when the
+/// kernel had it already (EEXIST): a process sharing the instance since a
+/// fork gave it back first, with the events it knew.
+pub fn give_back(epfd: c_int, watch: &mut Watch) -> bool {
+    if !watch.held {
+        return false;
     }
+    watch.held = false;
+    // SAFETY: the event is a valid epoll_event owned by the record.
+    let added = unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, watch.fd, &mut watch.event) };
+    added != 0 && crate::errno::get() == libc::EEXIST
 }
 
-/// Back to the kernel as the program's EPOLL_CTL_MOD left it. A process
-/// sharing the instance since a fork may have given it back already, with
-/// the events it knew: the program's MOD is the last word, so it is made.
+/// Back to the kernel as the program's EPOLL_CTL_MOD left it: where another
+/// process gave it back already, the program's MOD is the last word.
 pub fn give_back_modified(epfd: c_int, watch: &mut Watch) {
-    if watch.held {
+    if give_back(epfd, watch) {
         // SAFETY: the event is a valid epoll_event owned by the record.
-        let added = unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, watch.fd, &mut watch.event) };
-        if added != 0 && crate::errno::get() == libc::EEXIST {
-            // SAFETY: as above.
-            unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, watch.fd, &mut watch.event) };
-        }
-        watch.held = false;
+        unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, watch.fd, &mut watch.event) };
     }
 }
 
@@ -100,7 +98,7 @@ fn names(watch: &Watch, entry: &Entry) -> bool {
 pub fn release(fd: c_int, entry: &Entry) {
     each_watch(fd, entry, |epfd, w| {
         if !w.disarmed() {
-            give_back(epfd, w)
+            give_back(epfd, w);
         }
     });
 }

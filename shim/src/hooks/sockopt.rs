@@ -219,7 +219,7 @@ unsafe fn max_segment(fd: c_int, emulated_unsent: bool, value: *mut c_void, len:
     // SAFETY: the caller's arguments.
     let result = crate::errno::check(unsafe { crate::real::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MAXSEG, value, len) });
     if result.is_ok() && emulated_unsent && !value.is_null() {
-        if let Some(mss) = kernel::mss_cache(fd) {
+        if let Some(mss) = kernel::tcp_info(fd).ok().and_then(|info| info.snd_mss) {
             // SAFETY: the kernel accepted `len`, so it is readable.
             let written = (unsafe { *len } as usize).min(4);
             // SAFETY: the kernel wrote `written` bytes (at most an int) there.
