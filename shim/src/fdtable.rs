@@ -190,6 +190,42 @@ pub fn lookup(fd: c_int) -> Option<&'static Entry> {
     }
 }
 
+/// A reference to an fd's entry, taken by a thread that acts on the socket
+/// while the program may be closing it (the timer): the entry is not
+/// recycled while this is held, and `still_names` tells whether the number
+/// still names it.
+pub struct Pinned(u32);
+
+impl Pinned {
+    pub fn entry(&self) -> &'static Entry {
+        entry(self.0)
+    }
+
+    /// `fd` still refers to the pinned entry (it was not closed or reused).
+    pub fn still_names(&self, fd: c_int) -> bool {
+        SLOTS.get(fd as usize).is_some_and(|s| s.load(Ordering::Acquire) == self.0)
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        release(self.0);
+    }
+}
+
+/// Pins the entry `fd` names, if any (see `Pinned`).
+pub fn pin(fd: c_int) -> Option<Pinned> {
+    let slot = SLOTS.get(fd as usize)?;
+    let index = slot.load(Ordering::Acquire);
+    if index == 0 {
+        return None;
+    }
+    // As share() does: a reference only while the entry is alive.
+    entry(index).refs.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > 0).then_some(n + 1)).ok()?;
+    let pinned = Pinned(index);
+    pinned.still_names(fd).then_some(pinned)
+}
+
 /// Starts tracking `fd` with a fresh entry (one reference). `None` when the
 /// fd is out of range or the pool is exhausted: the caller then lets the
 /// kernel handle the socket.
@@ -379,6 +415,22 @@ mod tests {
         assert!(!is_candidate(900_040) && generation(900_040) != g);
         assert_eq!(generation(-1), 0);
         assert!(!is_candidate(MAX_FDS as c_int));
+    }
+
+    #[test]
+    fn a_pinned_entry_outlives_its_close_and_is_not_recycled() {
+        let first = track(900_050).unwrap();
+        let pinned = pin(900_050).unwrap();
+        assert!(pinned.still_names(900_050));
+        forget(900_050);
+        assert!(!pinned.still_names(900_050));
+        let second = track(900_050).unwrap();
+        assert!(!std::ptr::eq(first, second), "a pinned entry is not handed out again");
+        assert!(std::ptr::eq(pinned.entry(), first));
+        drop(pinned);
+        assert_eq!(first.refs.load(Ordering::Relaxed), 0, "released by the pin's drop");
+        forget(900_050);
+        assert!(pin(900_050).is_none());
     }
 
     #[test]

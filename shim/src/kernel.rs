@@ -588,3 +588,76 @@ pub fn oneshot_fired(epfd: c_int, fd: c_int) -> Option<bool> {
     unsafe { real::close(file) };
     answer
 }
+
+/// Nanoseconds of CPU time used so far by `clock` (a CPU-time clock:
+/// CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID).
+pub fn cpu_ns(clock: libc::clockid_t) -> u64 {
+    let mut t = timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Whether a thread of this process other than `except` is running or
+/// waiting for a CPU (state R in /proc/self/task/TID/stat). Raw system
+/// calls, so no hook of libtfo sees them; false when /proc cannot be read.
+pub fn other_thread_runs(except: i32) -> bool {
+    // SAFETY: a NUL-terminated literal path.
+    let dir = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c"/proc/self/task".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) } as c_int;
+    if dir < 0 {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    let mut runs = false;
+    'listing: loop {
+        // SAFETY: reads directory entries into a local buffer of its length.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        let mut at = 0usize;
+        while at + 19 < n as usize {
+            // linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name.
+            let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            let name = &buf[at + 19..(at + reclen).min(n as usize)];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            let tid = std::str::from_utf8(name).ok().and_then(|t| t.parse::<i32>().ok());
+            if tid.is_some_and(|t| t != except && thread_runs(t)) {
+                runs = true;
+                break 'listing;
+            }
+            if reclen == 0 {
+                break 'listing;
+            }
+            at += reclen;
+        }
+    }
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::syscall(libc::SYS_close, dir) };
+    runs
+}
+
+/// Whether thread `tid` of this process is running or runnable (state R in
+/// /proc/self/task/TID/stat): false when it sleeps, or no longer exists.
+pub fn thread_runs(tid: i32) -> bool {
+    let mut path = [0u8; 48];
+    let mut text = std::io::Cursor::new(&mut path[..]);
+    if std::io::Write::write_fmt(&mut text, format_args!("/proc/self/task/{tid}/stat\0")).is_err() {
+        return false;
+    }
+    // SAFETY: a NUL-terminated path in a local buffer.
+    let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) } as c_int;
+    if fd < 0 {
+        return false;
+    }
+    let mut stat = [0u8; 512];
+    // SAFETY: reads into a local buffer of its length, then closes the fd opened above.
+    let n = unsafe {
+        let n = libc::syscall(libc::SYS_read, fd, stat.as_mut_ptr(), stat.len());
+        libc::syscall(libc::SYS_close, fd);
+        n
+    };
+    let stat = &stat[..n.max(0) as usize];
+    // "TID (comm) S ...": the state follows the last ')'.
+    stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2)) == Some(&b'R')
+}

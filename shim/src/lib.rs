@@ -17,7 +17,8 @@
 //!   [`retain`]: SYN data kept for a retry; [`watch`]: an epoll instance's
 //!   recorded registrations; [`fdtable`]: which fds are ours, lock-free;
 //!   [`failures`]: failure memory; [`stats`]: counters; [`memo`]: the
-//!   emulation's route and cookie answers, kept for a second.
+//!   emulation's route and cookie answers, kept for a second; [`timer`]:
+//!   libtfo's own thread for timed actions, there only while one is due.
 //! * `hooks::*`: one module per family of intercepted calls.
 //! * [`export`]: the C edge (errno written here, panics stopped here).
 
@@ -44,6 +45,7 @@ mod real;
 mod retain;
 mod state;
 mod stats;
+mod timer;
 mod watch;
 
 /// Runs when the library is loaded: read the configuration, then report

@@ -28,7 +28,8 @@ thread_local! {
     static TID: Cell<i32> = const { Cell::new(0) };
 }
 
-fn current_tid() -> i32 {
+/// The calling thread's id (gettid), asked of the kernel once per thread.
+pub fn current_tid() -> i32 {
     TID.with(|tid| {
         if tid.get() == 0 {
             // SAFETY: gettid has no preconditions.

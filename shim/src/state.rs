@@ -161,6 +161,12 @@ pub const FLAG_UNDERNEATH_CONNECTED: u32 = 512;
 /// IP_MTU then says ENOTCONN, until a new connect routes it again.
 pub const FLAG_ROUTE_RESET: u32 = 1024;
 
+/// Auto mode: a thread other than the one that deferred the socket waits
+/// for its input, and its SYN waits for that other thread's write, for a
+/// bounded time (`hooks::syn::DEFER_BOUND_MS`): the timer then starts it,
+/// whether or not the deferring thread is still busy.
+pub const FLAG_WAITED_ON: u32 = 2048;
+
 /// How many epoll instances may hold one deferred socket's registrations.
 pub const MAX_WATCHERS: usize = 4;
 
@@ -191,6 +197,8 @@ pub struct SocketState {
     send_queue_mark: AtomicI32,
     /// When the auto-mode connect() was deferred (CLOCK_MONOTONIC, ms).
     deferred_at_ms: std::sync::atomic::AtomicU64,
+    /// The thread (gettid) whose connect() deferred the socket.
+    deferred_by: AtomicI32,
     /// Bumped at every change of phase: a process sharing the socket tells
     /// from it that the other one moved it (epoll registrations follow).
     epoch: AtomicU32,
@@ -217,6 +225,7 @@ impl Default for SocketState {
             flags: AtomicU32::new(0),
             pending_error: AtomicI32::new(0),
             deferred_at_ms: Default::default(),
+            deferred_by: AtomicI32::new(0),
             forks_at_defer: AtomicU32::new(0),
             send_queue_mark: AtomicI32::new(UNMARKED),
             owner: AtomicI32::new(0),
@@ -241,6 +250,7 @@ impl SocketState {
         self.forks_at_defer.store(from.forks_at_defer.load(relaxed), relaxed);
         self.send_queue_mark.store(from.send_queue_mark.load(relaxed), relaxed);
         self.deferred_at_ms.store(from.deferred_at_ms.load(relaxed), relaxed);
+        self.deferred_by.store(from.deferred_by.load(relaxed), relaxed);
         self.owner.store(from.owner.load(relaxed), relaxed);
         self.epoch.store(from.epoch.load(relaxed), relaxed);
         self.waiters.store(from.waiters.load(relaxed), relaxed);
@@ -427,7 +437,17 @@ impl Connection {
 
     /// How long ago an auto-mode connect() was deferred.
     pub fn deferred_for_ms(&self) -> u64 {
-        kernel::monotonic_ms().saturating_sub(self.deferred_at_ms.load(Ordering::Relaxed))
+        kernel::monotonic_ms().saturating_sub(self.deferred_at())
+    }
+
+    /// When an auto-mode connect() was deferred (CLOCK_MONOTONIC, ms).
+    pub fn deferred_at(&self) -> u64 {
+        self.deferred_at_ms.load(Ordering::Relaxed)
+    }
+
+    /// The thread whose connect() deferred this auto-mode socket.
+    pub fn deferred_by(&self) -> i32 {
+        self.deferred_by.load(Ordering::Relaxed)
     }
 
     /// The recorded endpoints; valid once the socket was Deferred.
@@ -505,6 +525,7 @@ impl Connection {
         self.engine.store(engine as u8, Ordering::Relaxed);
         self.set_family(family);
         self.deferred_at_ms.store(kernel::monotonic_ms(), Ordering::Relaxed);
+        self.deferred_by.store(crate::lock::current_tid(), Ordering::Relaxed);
         self.forks_at_defer.store(FORKS.load(Ordering::Relaxed), Ordering::Relaxed);
         // SAFETY: the entry is not yet published in the fd table.
         unsafe { *self.endpoints.get() = endpoints };

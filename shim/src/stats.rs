@@ -23,10 +23,12 @@ pub enum Counter {
     SynDataDropped,
     SynDataReset,
     ResetRetries,
+    KicksElsewhere,
+    KicksTimer,
 }
 
 /// The file's keys, in `Counter` order.
-const KEYS: [&str; 15] = [
+const KEYS: [&str; 17] = [
     "sockets_seen",
     "connections_deferred",
     "syn_data_sent",
@@ -42,6 +44,8 @@ const KEYS: [&str; 15] = [
     "syn_data_dropped",
     "syn_data_reset",
     "reset_retries",
+    "kicks_elsewhere",
+    "kicks_timer",
 ];
 
 static COUNTS: [AtomicU64; KEYS.len()] = [const { AtomicU64::new(0) }; KEYS.len()];

@@ -383,6 +383,7 @@ fn kernel_deferral(fd: c_int, dest: SockAddr) -> Answer<c_int> {
             return Done(result);
         };
         entry.conn.start_auto(Engine::Kernel, dest.family(), Endpoints { remote: dest, local: SockAddr::empty() });
+        super::syn::note_deferral();
         stats::count(Counter::ConnectionsDeferred);
         debug!("fd {fd} {dest}: connect deferred (kernel)");
     }
@@ -401,6 +402,7 @@ fn emulated_deferral(fd: c_int, dest: SockAddr, ip: IpAddr) -> Answer<c_int> {
             entry.conn.start_auto(Engine::Emulated, family, Endpoints { remote: dest, local });
             // Registrations made before connect() are hidden from the kernel now.
             super::registrations::hold(fd, entry);
+            super::syn::note_deferral();
             stats::count(Counter::ConnectionsDeferred);
             debug!("fd {fd} {dest}: connect deferred (emulated)");
             Done(Ok(0))

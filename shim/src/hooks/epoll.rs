@@ -11,7 +11,9 @@
 //!   events and data, and from then on the kernel reports everything.
 //! * Auto mode: an epoll_wait that would wait, on an instance where a
 //!   deferred socket is registered for input, starts that connection first
-//!   (as poll.rs does); a socket whose SYN carried data has its outcome
+//!   (as poll.rs does; when another thread deferred it, only after
+//!   `syn::DEFER_BOUND_MS`), and so does a wait on an instance without
+//!   them by the thread that deferred a socket; a socket whose SYN carried data has its outcome
 //!   looked at after the wait, and events of a reset retried meanwhile are
 //!   dropped (the program never sees the reset).
 //!
@@ -58,27 +60,32 @@ export_fd! {
 
 /// The instance behind `epfd`, when it has recorded registrations.
 #[inline(always)]
-fn watched_instance(epfd: c_int) -> Option<&'static Entry> {
-    fdtable::lookup(epfd).filter(|e| !e.watches.is_empty())
+fn watched_instance(epfd: c_int, waits: impl FnOnce() -> bool) -> Option<&'static Entry> {
+    let found = fdtable::lookup(epfd).filter(|e| !e.watches.is_empty());
+    if found.is_none() && syn::any_deferred() && waits() {
+        // An instance with ready events polls readable (nothing consumed).
+        syn::before_blocking(|| crate::kernel::poll_now(epfd, libc::POLLIN) == 0);
+    }
+    found
 }
 
 const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
 
 export_fd! {
     fn epoll_wait(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: c_int) -> c_int,
-    if let Some(instance) = watched_instance(epfd) => {
+    if let Some(instance) = watched_instance(epfd, || timeout != 0) => {
         // SAFETY: epoll_wait's contract: `events` has room for `max`.
         unsafe { wait(instance, epfd, events, max, timeout != 0, |events, max, now| real::epoll_wait(epfd, events, max, if now { 0 } else { timeout })) }
     }
 
     fn epoll_pwait(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: c_int, mask: *const sigset_t) -> c_int,
-    if let Some(instance) = watched_instance(epfd) => {
+    if let Some(instance) = watched_instance(epfd, || timeout != 0) => {
         // SAFETY: as for epoll_wait.
         unsafe { wait(instance, epfd, events, max, timeout != 0, |events, max, now| real::epoll_pwait(epfd, events, max, if now { 0 } else { timeout }, mask)) }
     }
 
     fn epoll_pwait2(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: *const timespec, mask: *const sigset_t) -> c_int,
-    if let Some(instance) = watched_instance(epfd) => {
+    if let Some(instance) = watched_instance(epfd, || super::waits_checked(timeout)) => {
         // SAFETY: as for epoll_wait.
         unsafe { wait(instance, epfd, events, max, super::waits(timeout), |events, max, now| real::epoll_pwait2(epfd, events, max, if now { &NOW } else { timeout }, mask)) }
     }
@@ -338,7 +345,7 @@ unsafe fn wait_once(
             let entry = fdtable::lookup(watch.fd);
             if let Some(entry) = entry.filter(|e| e.conn.is_auto()) {
                 match entry.conn.phase() {
-                    Phase::Deferred if watch.wants_input() && syn::wait_kicks(entry, caller_waits) => kicks.push(watch.fd, watch.event.u64),
+                    Phase::Deferred if watch.wants_input() && syn::epoll_wait_kicks(entry, caller_waits) => kicks.push(watch.fd, watch.event.u64),
                     Phase::Confirming => confirming.push(watch.fd, watch.event.u64),
                     _ => {}
                 }

@@ -63,6 +63,7 @@ export_fd! {
             // A dropped SYN is still worth remembering; no retry on the way out.
             syn::resolve(fd, entry, false);
         }
+        super::syn::settle_before_close(entry);
         super::registrations::before_close(fd, entry);
         // Forget first: once the number is free, a new socket may get it.
         fdtable::forget(fd);
@@ -84,6 +85,7 @@ fn forget_range(first: u32, last: u32) {
         // As close() does: a held epoll registration moves to a dup left
         // open (one in the range is forgotten in its turn).
         if let Some(entry) = fdtable::lookup(fd) {
+            super::syn::settle_before_close(entry);
             super::registrations::before_close(fd, entry);
         }
         fdtable::forget(fd);
@@ -198,6 +200,7 @@ extern "C" fn parent_after_fork() {
 extern "C" fn child_after_fork() {
     let saved = crate::errno::get();
     crate::state::note_fork();
+    crate::timer::after_fork_in_child();
     super::epoll::after_fork_in_child();
     for fd in 0..=fdtable::highest() {
         // A shared state's transition is the parent thread's to finish.

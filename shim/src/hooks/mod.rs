@@ -105,6 +105,13 @@ pub unsafe fn waits(timeout: *const libc::timespec) -> bool {
     timeout.is_null() || unsafe { (*timeout).tv_sec != 0 || (*timeout).tv_nsec != 0 }
 }
 
+/// `waits` for a timeout the program may have got wrong: one the kernel
+/// cannot read makes the call fail (EFAULT) rather than wait.
+pub fn waits_checked(timeout: *const libc::timespec) -> bool {
+    // SAFETY: null, or readable (checked).
+    timeout.is_null() || (kernel::readable(timeout.cast(), std::mem::size_of::<libc::timespec>()) && unsafe { waits(timeout) })
+}
+
 /// True while the socket under a deferred entry really has sent no SYN.
 /// After fork() another process may have sent the SYN of a shared socket;
 /// then this process catches up (Deferred → Kernel) and says false. A

@@ -10,6 +10,8 @@
 //!   socket, starts its connection first ([`syn::kick`]): the program is
 //!   waiting for the server to speak, or was told "writable" and has
 //!   nothing to write. A poll that finds something ready kicks nothing.
+//! * Auto mode: a poll that would wait on other files only, by the thread
+//!   that deferred a socket, starts that socket (`syn::before_blocking`).
 //! * Auto mode: a socket whose SYN carried data has its outcome looked at
 //!   before and after the wait; a reset retried meanwhile makes the poll
 //!   start over, so the program never sees the reset.
@@ -57,7 +59,7 @@ const STACK_ENTRIES: usize = 1024;
 /// # Safety
 /// poll's contract: `fds` points to `n` entries (or is null).
 #[inline(always)]
-unsafe fn any_attention(fds: *mut pollfd, n: nfds_t) -> Option<&'static Entry> {
+unsafe fn any_attention(fds: *mut pollfd, n: nfds_t, waits: impl FnOnce() -> bool) -> Option<&'static Entry> {
     // Nothing tracked, or an array the kernel refuses (too long: EINVAL;
     // unreadable: EFAULT): the real call answers, the array untouched.
     if !crate::fdtable::any_tracked() || n as usize > crate::fdtable::MAX_FDS {
@@ -67,7 +69,12 @@ unsafe fn any_attention(fds: *mut pollfd, n: nfds_t) -> Option<&'static Entry> {
         return None;
     }
     // SAFETY: readable for `n` entries (checked above).
-    unsafe { std::slice::from_raw_parts(fds, n as usize) }.iter().find_map(|p| attention(p.fd))
+    let found = unsafe { std::slice::from_raw_parts(fds, n as usize) }.iter().find_map(|p| attention(p.fd));
+    if found.is_none() && syn::any_deferred() && waits() {
+        // SAFETY: poll's contract; a probe that does not wait.
+        syn::before_blocking(|| unsafe { crate::real::poll(fds, n, 0) } == 0);
+    }
+    found
 }
 
 const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
@@ -75,14 +82,14 @@ const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
 export_fd! {
     fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int,
     // SAFETY: poll's contract for `fds`.
-    if let Some(_entry) = unsafe { any_attention(fds, n) } => {
+    if let Some(_entry) = unsafe { any_attention(fds, n, || timeout != 0) } => {
         // SAFETY: as above; the real poll gets the same array.
         unsafe { poll_tracked(fds, n, timeout != 0, |now| crate::real::poll(fds, n, if now { 0 } else { timeout })) }
     }
 
     fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int,
     // SAFETY: as for poll.
-    if let Some(_entry) = unsafe { any_attention(fds, n) } => {
+    if let Some(_entry) = unsafe { any_attention(fds, n, || super::waits_checked(timeout)) } => {
         // SAFETY: as for poll.
         unsafe { poll_tracked(fds, n, super::waits(timeout), |now| crate::real::ppoll(fds, n, if now { &NOW } else { timeout }, mask)) }
     }
@@ -91,14 +98,14 @@ export_fd! {
     /// array's size, then polls.
     fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int, fdslen: size_t) -> c_int,
     // SAFETY: as for poll, once the size is known to cover `n` entries.
-    if let Some(_entry) = fortified_ok(n, fdslen).then(|| unsafe { any_attention(fds, n) }).flatten() => {
+    if let Some(_entry) = fortified_ok(n, fdslen).then(|| unsafe { any_attention(fds, n, || timeout != 0) }).flatten() => {
         // SAFETY: as for poll.
         unsafe { poll_tracked(fds, n, timeout != 0, |now| crate::real::poll(fds, n, if now { 0 } else { timeout })) }
     }
 
     fn __ppoll_chk(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t, fdslen: size_t) -> c_int,
     // SAFETY: as above.
-    if let Some(_entry) = fortified_ok(n, fdslen).then(|| unsafe { any_attention(fds, n) }).flatten() => {
+    if let Some(_entry) = fortified_ok(n, fdslen).then(|| unsafe { any_attention(fds, n, || super::waits_checked(timeout)) }).flatten() => {
         // SAFETY: as for poll.
         unsafe { poll_tracked(fds, n, super::waits(timeout), |now| crate::real::ppoll(fds, n, if now { &NOW } else { timeout }, mask)) }
     }

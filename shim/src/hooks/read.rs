@@ -9,7 +9,8 @@
 //! Auto mode: a program that reads before it writes (a server speaks
 //! first: SSH, SMTP, FTP banners) must not wait on a connection that was
 //! never started, so the read starts it: the SYN leaves without data, and
-//! the read is the real one.
+//! the read is the real one. A blocking read of another file by the
+//! thread that deferred a socket starts that socket (`syn::before_blocking`).
 
 use super::syn::{self, auto_unsent, Outcome};
 use super::{attention, rwf_flags, still_unsent, vector_len};
@@ -139,11 +140,27 @@ fn msg_len(msg: *const msghdr) -> usize {
     vector_len(msg.msg_iov, msg.msg_iovlen as c_int)
 }
 
+/// `Some(Some(entry))`: libtfo has something to do on `fd`; `Some(None)`:
+/// not, but some socket is deferred, and a read that blocks must not keep
+/// the thread that deferred it from starting it (`syn::before_blocking`).
+#[inline(always)]
+fn read_target(fd: c_int) -> Option<Option<&'static Entry>> {
+    match attention(fd) {
+        Some(entry) => Some(Some(entry)),
+        None => syn::any_deferred().then_some(None),
+    }
+}
+
 macro_rules! read_hooks {
     ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr, len = $len:expr, vfs = $vfs:expr, reply = $reply:expr; )*) => {
         export_fd! {$(
             fn $name($fd: c_int $(, $arg: $ty)*) -> ssize_t,
-            if let Some(entry) = attention($fd) => {
+            if let Some(target: Option<&'static Entry>) = read_target($fd) => {
+                let Some(entry) = target else {
+                    syn::before_blocking(|| syn::read_would_block($fd, $flags));
+                    return Real;
+                };
+                super::follow($fd, entry);
                 before_read($fd, entry, Read { flags: $flags, len: $len, vfs: $vfs, reply: $reply })
             }
         )*}

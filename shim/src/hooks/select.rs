@@ -3,8 +3,9 @@
 //! unconnected socket under it would also be readable (POLLHUP counts as
 //! readable), so such sockets are taken out of the sets given to the real
 //! call and answered here; in auto mode a select that would wait for input
-//! on a deferred socket starts its connection first; an outcome to see is
-//! looked at around the wait.
+//! on a deferred socket starts its connection first, as does one that would
+//! wait on other files only, by the thread that deferred a socket; an
+//! outcome to see is looked at around the wait.
 
 use super::syn::{self, Outcome};
 use super::{attention, still_unsent};
@@ -20,8 +21,24 @@ use libc::{c_int, fd_set, sigset_t, timespec, timeval};
 /// # Safety
 /// select's contract: each set is null or valid.
 #[inline(always)]
-unsafe fn any_attention(n: c_int, sets: [*mut fd_set; 3]) -> Option<&'static Entry> {
-    if n <= 0 || sets.iter().all(|s| s.is_null()) || !crate::fdtable::any_tracked() {
+unsafe fn any_attention(n: c_int, sets: [*mut fd_set; 3], waits: impl FnOnce() -> bool) -> Option<&'static Entry> {
+    if !crate::fdtable::any_tracked() {
+        return None;
+    }
+    // SAFETY: the caller's contract.
+    let found = unsafe { attention_in(n, sets) };
+    if found.is_none() && syn::any_deferred() && waits() {
+        // SAFETY: as above.
+        syn::before_blocking(|| unsafe { nothing_ready(n, sets) });
+    }
+    found
+}
+
+/// # Safety
+/// As for `any_attention`.
+#[inline(always)]
+unsafe fn attention_in(n: c_int, sets: [*mut fd_set; 3]) -> Option<&'static Entry> {
+    if n <= 0 || sets.iter().all(|s| s.is_null()) {
         return None;
     }
     // A set the kernel cannot read gets its EFAULT from the real call.
@@ -36,10 +53,45 @@ unsafe fn any_attention(n: c_int, sets: [*mut fd_set; 3]) -> Option<&'static Ent
     })
 }
 
+/// A select of these sets would find nothing ready now (asked on copies,
+/// the program's sets untouched).
+///
+/// # Safety
+/// As for `any_attention`.
+unsafe fn nothing_ready(n: c_int, sets: [*mut fd_set; 3]) -> bool {
+    if n > libc::FD_SETSIZE as c_int {
+        return false;
+    }
+    let bytes = n.max(0) as usize / 8 + 1;
+    // SAFETY: an all-zero fd_set is valid.
+    let mut copies: [fd_set; 3] = unsafe { std::mem::zeroed() };
+    let mut given = [std::ptr::null_mut::<fd_set>(); 3];
+    for (i, &s) in sets.iter().enumerate() {
+        if s.is_null() {
+            continue;
+        }
+        if !crate::kernel::readable(s.cast(), bytes.min(std::mem::size_of::<fd_set>())) {
+            return false;
+        }
+        // SAFETY: readable for `bytes` (checked), within both sets.
+        unsafe { std::ptr::copy_nonoverlapping(s.cast::<u8>(), (&raw mut copies[i]).cast::<u8>(), bytes.min(std::mem::size_of::<fd_set>())) };
+        given[i] = &raw mut copies[i];
+    }
+    let mut now = timeval { tv_sec: 0, tv_usec: 0 };
+    // SAFETY: local sets and timeout.
+    unsafe { crate::real::select(n, given[0], given[1], given[2], &mut now) == 0 }
+}
+
+/// A select timeout that lets the call wait (none, or not zero).
+fn select_waits(timeout: *const timeval) -> bool {
+    // SAFETY: null, or readable (checked).
+    timeout.is_null() || (crate::kernel::readable(timeout.cast(), std::mem::size_of::<timeval>()) && unsafe { (*timeout).tv_sec != 0 || (*timeout).tv_usec != 0 })
+}
+
 export_fd! {
     fn select(n: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *mut timeval) -> c_int,
     // SAFETY: select's contract for the sets.
-    if let Some(_entry) = unsafe { any_attention(n, [r, w, e]) } => {
+    if let Some(_entry) = unsafe { any_attention(n, [r, w, e], || select_waits(timeout)) } => {
         // SAFETY: as above; the real select gets the same sets (and a zero
         // timeout of its own when it must not wait).
         Done(unsafe {
@@ -53,7 +105,7 @@ export_fd! {
 
     fn pselect(n: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *const timespec, mask: *const sigset_t) -> c_int,
     // SAFETY: as for select.
-    if let Some(_entry) = unsafe { any_attention(n, [r, w, e]) } => {
+    if let Some(_entry) = unsafe { any_attention(n, [r, w, e], || super::waits_checked(timeout)) } => {
         const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: as for select.
         Done(unsafe { select_tracked(n, [r, w, e], super::waits(timeout), |wait| crate::real::pselect(n, r, w, e, if wait { timeout } else { &NOW }, mask)) })

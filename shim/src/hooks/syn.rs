@@ -9,7 +9,11 @@
 //!   a reset answering the SYN's data is retried without data.
 //! * [`kick`]: auto mode, the program reads or waits for input before it
 //!   writes (or shuts down, or execs): the SYN leaves now, without data, so
-//!   it never waits on a connection that was not started.
+//!   it never waits on a connection that was not started. So does a
+//!   blocking call on other files by the thread that deferred it
+//!   ([`before_blocking`]), and libtfo's timer ([`crate::timer`]) starts
+//!   the deferred connections once the program idles (all its threads
+//!   asleep: [`IDLE_WINDOW_MS`]), or after a cap.
 //! * [`resolve`]: auto mode, once the SYN with data has left: a hook that
 //!   sees the handshake's outcome acts on it — established (a dropped SYN
 //!   is remembered), or reset (connect again without data and send the
@@ -24,7 +28,10 @@ use crate::kernel::{self, MSG_FASTOPEN, TCPI_OPT_SYN_DATA, TCP_CLOSE, TCP_FASTOP
 use crate::log::{debug, info};
 use crate::real;
 use crate::retain;
-use crate::state::{Engine, Origin, Phase, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING};
+use crate::fdtable;
+use crate::state::{Engine, Origin, Phase, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_WAITED_ON};
+use crate::timer;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::stats::{self, Counter};
 use libc::{c_int, c_void, iovec, msghdr, size_t, ssize_t};
 
@@ -534,10 +541,14 @@ fn remember(entry: &Entry, reason: Reason) {
 /// Sends the deferred SYN now, without data and without waiting, counting
 /// why. Nothing happens when the SYN already left.
 pub fn kick(fd: c_int, entry: &Entry, why: Counter) {
-    let conn = &entry.conn;
-    if conn.begin_send(fd).is_err() {
-        return;
+    if entry.conn.begin_send(fd).is_ok() {
+        send_without_data(fd, entry, why);
     }
+}
+
+/// The SYN without data, by the thread that took `begin_send`.
+fn send_without_data(fd: c_int, entry: &Entry, why: Counter) {
+    let conn = &entry.conn;
     let result = match conn.engine() {
         Engine::Kernel => kernel::send_nothing(fd, libc::MSG_DONTWAIT),
         Engine::Emulated => Payload::Buf(std::ptr::null(), 0).send(fd, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL, Some(&conn.endpoints().remote)),
@@ -554,7 +565,7 @@ pub fn kick(fd: c_int, entry: &Entry, why: Counter) {
         _ => syn_gone(fd, entry, false),
     }
     stats::count(why);
-    debug!("fd {fd} {}: SYN sent without data ({})", conn.endpoints().remote, kick_reason(why));
+    debug!("fd {fd} {}: SYN sent without data ({}), {} ms after connect()", conn.endpoints().remote, kick_reason(why), conn.deferred_for_ms());
 }
 
 fn kick_reason(why: Counter) -> &'static str {
@@ -563,6 +574,8 @@ fn kick_reason(why: Counter) -> &'static str {
         Counter::KicksWait => "the program waits for input",
         Counter::KicksShutdown => "the program shuts down",
         Counter::KicksExec => "exec",
+        Counter::KicksElsewhere => "the thread that deferred it blocks on something else",
+        Counter::KicksTimer => "the program idles, or the cap",
         _ => "",
     }
 }
@@ -579,13 +592,193 @@ pub fn syn_without_data(fd: c_int, entry: &Entry, flags: c_int) -> Answer<ssize_
 /// connection (a loop that busy-polls for a banner).
 const ZERO_WAIT_GRACE_MS: u64 = 20;
 
+/// While an auto-mode socket is deferred, libtfo's timer looks at the
+/// program this often: when it used (almost) no CPU over the last window
+/// and none of its threads runs, it is waiting for something (perhaps that
+/// connection: an FTP client blocked in a call libtfo does not see), and
+/// every socket deferred before the window starts. A program still
+/// running may yet write (a writer thread, a TLS library reading its
+/// certificates), so its sockets keep their Fast Open.
+pub const IDLE_WINDOW_MS: u64 = 5;
+
+/// A socket another thread waits on (see `wait_kicks`) starts after this
+/// long even while the program keeps running: its cold Java HttpClient
+/// writes its first request 25 to 60 ms after connect() here, a warm one
+/// after 2 ms.
+pub const WAITED_ON_CAP_MS: u64 = 100;
+
+/// Any deferred socket starts after this long (a thread blocked where
+/// libtfo cannot see while others keep the program running).
+pub const DEFERRED_CAP_MS: u64 = 1000;
+
+/// The program's CPU time (ns, without the timer thread's) when the timer
+/// last looked, and when (ms).
+static LAST_CPU_NS: AtomicU64 = AtomicU64::new(0);
+static LAST_LOOK_MS: AtomicU64 = AtomicU64::new(0);
+
 /// Auto mode: a wait for input that found nothing ready starts the
-/// connection of this deferred socket (see `ZERO_WAIT_GRACE_MS`).
+/// connection of this deferred socket (see `ZERO_WAIT_GRACE_MS`), at once
+/// when the waiting thread deferred it itself. A wait in another thread
+/// leaves it to that thread's write (Java's HttpClient: its selector thread
+/// waits, its writer thread writes a moment later): the timer starts it
+/// once the program idles, or after `WAITED_ON_CAP_MS`, where the waiting
+/// call sees a socket started meanwhile (the kernel's deferred socket; the
+/// emulation's is hidden from a poll, so that one starts at once).
 pub fn wait_kicks(entry: &Entry, caller_waits: bool) -> bool {
-    auto_unsent(entry) && (caller_waits || entry.conn.deferred_for_ms() >= ZERO_WAIT_GRACE_MS)
+    wait_starts(entry, caller_waits, entry.conn.engine() == Engine::Kernel)
+}
+
+/// `wait_kicks` for epoll_wait, which sees a socket the timer starts
+/// (its held registrations go back to the kernel), with either engine.
+pub fn epoll_wait_kicks(entry: &Entry, caller_waits: bool) -> bool {
+    wait_starts(entry, caller_waits, true)
+}
+
+fn wait_starts(entry: &Entry, caller_waits: bool, sees_a_late_start: bool) -> bool {
+    if !auto_unsent(entry) {
+        return false;
+    }
+    let age = entry.conn.deferred_for_ms();
+    if !caller_waits {
+        return age >= ZERO_WAIT_GRACE_MS;
+    }
+    if age >= WAITED_ON_CAP_MS || !sees_a_late_start || entry.conn.deferred_by() == crate::lock::current_tid() {
+        return true;
+    }
+    entry.conn.set_flag(FLAG_WAITED_ON, true);
+    false
 }
 
 /// The phase says the SYN is unsent and the socket is auto-mode.
 pub fn auto_unsent(entry: &Entry) -> bool {
     entry.conn.is_auto() && entry.conn.phase() == Phase::Deferred
+}
+
+/// Bit 0: some auto-mode socket may be deferred (set at each deferral,
+/// cleared by the timer once none is); the rest counts deferrals, so the
+/// timer clears it only when none came since it looked.
+static DEFERRALS: AtomicU32 = AtomicU32::new(0);
+
+/// Whether some auto-mode socket may be deferred now: one load, for hooks
+/// of files libtfo does not track.
+#[inline(always)]
+pub fn any_deferred() -> bool {
+    DEFERRALS.load(Ordering::Relaxed) & 1 != 0
+}
+
+thread_local! {
+    /// This thread deferred a socket that may still be deferred.
+    static DEFERRED_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// An auto-mode connect() was just deferred: the timer watches it.
+pub fn note_deferral() {
+    DEFERRED_HERE.with(|d| d.set(true));
+    let _ = DEFERRALS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| Some((w | 1).wrapping_add(2)));
+    timer::run_at(start_overdue, kernel::monotonic_ms());
+}
+
+/// The calling thread is about to block in a call on other files (a wait
+/// with a timeout, a blocking read): it cannot write the sockets it
+/// deferred before that call returns, and the call may be waiting for
+/// their servers (FTP's reply on the control connection comes once the
+/// data connection exists). They start now, when `blocks()` confirms that
+/// the call would wait.
+#[cold]
+pub fn before_blocking(blocks: impl FnOnce() -> bool) {
+    // Threads that deferred nothing (most) look at nothing.
+    if !DEFERRED_HERE.with(|d| d.get()) {
+        return;
+    }
+    let me = crate::lock::current_tid();
+    let mine = |e: &&Entry| auto_unsent(e) && e.conn.deferred_by() == me;
+    let highest = fdtable::highest();
+    if !(0..=highest).any(|fd| fdtable::lookup(fd).filter(mine).is_some()) {
+        DEFERRED_HERE.with(|d| d.set(false));
+        return;
+    }
+    if !blocks() {
+        return;
+    }
+    for fd in 0..=highest {
+        if let Some(entry) = fdtable::lookup(fd).filter(mine) {
+            kick(fd, entry, Counter::KicksElsewhere);
+        }
+    }
+}
+
+/// Whether a read of `fd` would wait: blocking, and nothing to read yet (a
+/// regular file always polls readable).
+pub fn read_would_block(fd: c_int, flags: c_int) -> bool {
+    flags & libc::MSG_DONTWAIT == 0 && kernel::poll_now(fd, libc::POLLIN) == 0 && !kernel::is_nonblocking(fd)
+}
+
+/// The timer's job: starts the auto-mode connections the program may be
+/// waiting for (see `IDLE_WINDOW_MS` and the caps). Returns when to look
+/// again.
+fn start_overdue(now: u64) -> Option<u64> {
+    let seen = DEFERRALS.load(Ordering::SeqCst);
+    let mut idle: Option<bool> = None;
+    let mut next: Option<u64> = None;
+    for fd in 0..=fdtable::highest() {
+        if !fdtable::lookup(fd).is_some_and(auto_unsent) {
+            continue;
+        }
+        // Held so that the program closing the fd meanwhile cannot let the
+        // entry be recycled under it.
+        let Some(pinned) = fdtable::pin(fd) else { continue };
+        let entry = pinned.entry();
+        if !auto_unsent(entry) {
+            continue;
+        }
+        let age = now.saturating_sub(entry.conn.deferred_at());
+        let due = age >= DEFERRED_CAP_MS
+            || (age >= WAITED_ON_CAP_MS && entry.conn.has_flag(FLAG_WAITED_ON))
+            || (age >= IDLE_WINDOW_MS && *idle.get_or_insert_with(|| program_idle(now)));
+        if !due {
+            next = Some(now + IDLE_WINDOW_MS);
+            continue;
+        }
+        // Once this thread owns the SYN, close() waits for it
+        // (`settle_before_close`); a close that came first changed the
+        // number, and the socket stays as it was.
+        if entry.conn.begin_send(fd).is_ok() {
+            if pinned.still_names(fd) {
+                send_without_data(fd, entry, Counter::KicksTimer);
+            } else {
+                entry.conn.syn_not_sent();
+            }
+        }
+    }
+    if idle.is_none() {
+        // Keep the CPU baseline fresh for the next window.
+        program_idle(now);
+    }
+    if next.is_none() {
+        let _ = DEFERRALS.compare_exchange(seen, seen & !1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    next
+}
+
+/// The program (every thread but the timer's) used under a fifth of the
+/// CPU time since the timer last looked (a window of `IDLE_WINDOW_MS` or
+/// so), and none of its threads runs or waits for a CPU now. Called by the
+/// timer thread only.
+fn program_idle(now: u64) -> bool {
+    let used = kernel::cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID).saturating_sub(kernel::cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID));
+    let (last_used, last_look) = (LAST_CPU_NS.swap(used, Ordering::Relaxed), LAST_LOOK_MS.swap(now, Ordering::Relaxed));
+    let window = now.saturating_sub(last_look);
+    if last_look == 0 || !(IDLE_WINDOW_MS / 2..=IDLE_WINDOW_MS * 4).contains(&window) {
+        return false; // no recent baseline: one is taken now
+    }
+    used.saturating_sub(last_used) * 5 < window * 1_000_000 && !kernel::other_thread_runs(crate::lock::current_tid())
+}
+
+/// Before the program closes a tracked fd: a SYN another thread is
+/// sending (the timer) leaves first, so the send never reaches a file that
+/// reuses the number.
+pub fn settle_before_close(entry: &Entry) {
+    if entry.conn.phase() == Phase::Sending {
+        entry.conn.wait_while(|p| p == Phase::Sending, Some(kernel::after(10_000_000)), || true);
+    }
 }
