@@ -32,6 +32,7 @@ mod config;
 mod errno;
 mod failures;
 mod fdtable;
+mod fetch;
 mod freestack;
 mod hooks;
 mod kernel;
@@ -58,9 +59,11 @@ extern "C" fn on_load() {
     }
 }
 
-/// Runs at normal exit: the statistics file; the sockets shared with
-/// other processes are let go (`shared.rs`).
+/// Runs at normal exit: cookie fetches are judged or let go (`fetch.rs`);
+/// the statistics file; the sockets shared with other processes are let
+/// go (`shared.rs`).
 extern "C" fn on_unload() {
+    fetch::reap(fetch::Moment::Exit);
     stats::write_file();
     fdtable::unshare_all();
 }

@@ -2,19 +2,20 @@
 //! round-trip time where the kernel has no netem, and optionally a middlebox
 //! that mistreats TCP SYNs carrying data (Fast Open's first flight).
 //!
-//! Usage: tfo-delay [--syn-data drop|reset|strip] [--loss PERCENT [--seed N]] MILLISECONDS NETNS_A NETNS_B
+//! Usage: tfo-delay [--syn-data drop|reset|strip|option] [--loss PERCENT [--seed N]] MILLISECONDS NETNS_A NETNS_B
 //! Opens a TUN device `tfoa` in NETNS_A (the client side) and `tfob` in
 //! NETNS_B (the server side) (paths such as /proc/PID/ns/net), prints
 //! "ready" once both exist, then forwards every packet from one to the other
 //! MILLISECONDS later (each way). The caller gives the devices their
 //! addresses. With --syn-data, SYNs with data from tfoa towards tfob are
 //! dropped, answered with a RST, or stripped of their data (see syn_data.rs);
-//! each one gives a line on stderr. With --loss, each direction drops that
+//! `--syn-data option` drops every SYN carrying the Fast Open option (a
+//! cookie request too); each one gives a line on stderr. With --loss, each direction drops that
 //! percentage of its packets at random (seeded by --seed, default 1; see
 //! loss.rs), SYNs with data included, so TCP's retransmissions are
 //! exercised. It runs until SIGTERM or SIGINT, then prints its counts on
 //! stderr:
-//! `tfo-delay: counts forwarded_a_to_b=N forwarded_b_to_a=N syn_data_dropped=N syn_data_reset=N syn_data_stripped=N lost_a_to_b=N lost_b_to_a=N syn_data_lost=N`
+//! `tfo-delay: counts forwarded_a_to_b=N forwarded_b_to_a=N syn_data_dropped=N syn_data_reset=N syn_data_stripped=N syn_option_dropped=N lost_a_to_b=N lost_b_to_a=N syn_data_lost=N`
 
 mod loss;
 mod syn_data;
@@ -38,6 +39,7 @@ static FORWARDED_B_TO_A: AtomicU64 = AtomicU64::new(0);
 static SYN_DATA_DROPPED: AtomicU64 = AtomicU64::new(0);
 static SYN_DATA_RESET: AtomicU64 = AtomicU64::new(0);
 static SYN_DATA_STRIPPED: AtomicU64 = AtomicU64::new(0);
+static SYN_OPTION_DROPPED: AtomicU64 = AtomicU64::new(0);
 static LOST_A_TO_B: AtomicU64 = AtomicU64::new(0);
 static LOST_B_TO_A: AtomicU64 = AtomicU64::new(0);
 /// SYNs carrying data among the packets lost at random.
@@ -102,11 +104,15 @@ fn relay(mut from: File, onward: Queue, back: Queue, delay: Duration, mut how: D
         if let Some(mode) = how.syn_data {
             let (action, seen) = syn_data::apply(mode, &mut packet);
             if let Some(seen) = seen {
-                eprintln!("tfo-delay: SYN with data {}: {seen}", mode.past_tense());
+                match mode {
+                    Mode::DropOption => eprintln!("tfo-delay: SYN with the Fast Open option dropped: {seen}"),
+                    _ => eprintln!("tfo-delay: SYN with data {}: {seen}", mode.past_tense()),
+                }
                 match mode {
                     Mode::Drop => &SYN_DATA_DROPPED,
                     Mode::Reset => &SYN_DATA_RESET,
                     Mode::Strip => &SYN_DATA_STRIPPED,
+                    Mode::DropOption => &SYN_OPTION_DROPPED,
                 }
                 .fetch_add(1, Relaxed);
             }
@@ -130,7 +136,7 @@ fn relay(mut from: File, onward: Queue, back: Queue, delay: Duration, mut how: D
 }
 
 fn usage() -> ! {
-    eprintln!("usage: tfo-delay [--syn-data drop|reset|strip] [--loss PERCENT [--seed N]] MILLISECONDS NETNS_A NETNS_B");
+    eprintln!("usage: tfo-delay [--syn-data drop|reset|strip|option] [--loss PERCENT [--seed N]] MILLISECONDS NETNS_A NETNS_B");
     std::process::exit(2);
 }
 
@@ -182,12 +188,13 @@ fn main() {
     // SAFETY: `signals` is an initialised set and `signal` a valid out pointer.
     unsafe { libc::sigwait(&signals, &mut signal) };
     eprintln!(
-        "tfo-delay: counts forwarded_a_to_b={} forwarded_b_to_a={} syn_data_dropped={} syn_data_reset={} syn_data_stripped={} lost_a_to_b={} lost_b_to_a={} syn_data_lost={}",
+        "tfo-delay: counts forwarded_a_to_b={} forwarded_b_to_a={} syn_data_dropped={} syn_data_reset={} syn_data_stripped={} syn_option_dropped={} lost_a_to_b={} lost_b_to_a={} syn_data_lost={}",
         FORWARDED_A_TO_B.load(Relaxed),
         FORWARDED_B_TO_A.load(Relaxed),
         SYN_DATA_DROPPED.load(Relaxed),
         SYN_DATA_RESET.load(Relaxed),
         SYN_DATA_STRIPPED.load(Relaxed),
+        SYN_OPTION_DROPPED.load(Relaxed),
         LOST_A_TO_B.load(Relaxed),
         LOST_B_TO_A.load(Relaxed),
         SYN_DATA_LOST.load(Relaxed),
