@@ -199,11 +199,14 @@ fn judge(fetch: &Fetch, moment: Moment) -> bool {
         TCP_CLOSE => true,
         _ => {
             match info.total_retrans {
-                0 if crate::memo::cookie_cached(dest, fetch.source) => {
-                    debug!("{}: cookie obtained", fetch.dest);
-                    failures::path_worked(failures::Worked::Cookie, || Some(fetch.source));
-                }
-                0 => failures::record(dest, Reason::NoCookie, 0),
+                0 => match crate::memo::cookie_cached(dest, fetch.source) {
+                    Some(true) => {
+                        debug!("{}: cookie obtained", fetch.dest);
+                        failures::path_worked(failures::Worked::Cookie, || Some(fetch.source));
+                    }
+                    Some(false) => failures::record(dest, Reason::NoCookie, 0),
+                    None => {}
+                },
                 // Its one retransmission, without the option, got through.
                 1 => lost(fetch, dest),
                 _ => {}

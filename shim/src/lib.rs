@@ -16,8 +16,9 @@
 //! * [`state`]: the deferred-connect state machine (every transition);
 //!   [`retain`]: SYN data kept for a retry; [`watch`]: an epoll instance's
 //!   recorded registrations; [`fdtable`]: which fds are ours, lock-free;
-//!   [`failures`]: failure memory; [`stats`]: counters; [`memo`]: the
-//!   emulation's route and cookie answers, kept for a second.
+//!   [`failures`]: failure memory (destinations and paths); [`fetch`]:
+//!   cookie requests on libtfo's own connections; [`stats`]: counters;
+//!   [`memo`]: route, cookie and backoff answers, kept for a second.
 //! * `hooks::*`: one module per family of intercepted calls.
 //! * [`export`]: the C edge (errno written here, panics stopped here).
 

@@ -130,20 +130,28 @@ pub fn has_cookie(dest: IpAddr, source: IpAddr, ask: impl FnOnce() -> bool) -> b
 }
 
 /// Whether the kernel holds a cookie for (`dest`, `source`), asked of its
-/// tcp_metrics cache (netlink) unless remembered. A cache that cannot be
-/// read (one warning) counts as no cookie.
-pub fn cookie_cached(dest: IpAddr, source: IpAddr) -> bool {
-    static WARNED: AtomicBool = AtomicBool::new(false);
+/// tcp_metrics cache (netlink) unless remembered; `None` when the cache
+/// cannot be read (a sandbox that denies netlink): the caller decides.
+pub fn cookie_cached(dest: IpAddr, source: IpAddr) -> Option<bool> {
     let source = Some(source).filter(|s| !s.is_unspecified());
-    has_cookie(dest, source.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), || match cookie_store::has_cookie(dest, source) {
+    let mut unreadable = None;
+    let cached = has_cookie(dest, source.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), || match cookie_store::has_cookie(dest, source) {
         Ok(cached) => cached,
         Err(e) => {
-            if !WARNED.swap(true, Ordering::Relaxed) {
-                crate::log::warning!("cannot read the kernel's Fast Open cookies ({e}); connecting without deferral");
-            }
+            unreadable = Some(e);
             false
         }
-    })
+    });
+    match unreadable {
+        Some(e) => {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                crate::log::debug!("cannot read the kernel's Fast Open cookies ({e})");
+            }
+            None
+        }
+        None => Some(cached),
+    }
 }
 
 /// A yes-or-no question whose "yes" is remembered for a second.

@@ -68,6 +68,10 @@ pub struct Netns {
     /// or strips the data of (`strip`) SYNs carrying data towards 198.18.0.2,
     /// or drops every SYN carrying the Fast Open option (`option`).
     pub syn_data: Option<String>,
+    /// With `syn_data`: only SYNs towards this address, and only the first
+    /// this many of them.
+    pub syn_data_to: Option<String>,
+    pub syn_data_count: Option<u32>,
     /// With `delay`: the server namespace answers at 198.18.0.2 up to
     /// 198.18.0.(peers+1), destinations sharing one path.
     pub peers: Option<u32>,
@@ -115,6 +119,12 @@ impl Netns {
         }
         if let Some(mode) = &self.syn_data {
             cmd.args(["--syn-data", mode]);
+        }
+        if let Some(to) = &self.syn_data_to {
+            cmd.args(["--syn-data-to", to]);
+        }
+        if let Some(n) = self.syn_data_count {
+            cmd.args(["--syn-data-count", &n.to_string()]);
         }
         if let Some(n) = self.peers {
             cmd.args(["--peers", &n.to_string()]);

@@ -22,7 +22,7 @@ use crate::errno::{check, Errno, SysResult};
 use crate::export::{Answer, Done, Real};
 use crate::fdtable::{self, Entry};
 use crate::kernel::{self, MSG_FASTOPEN, TCP_FASTOPEN_CONNECT, TCP_SYN_SENT, TFO_CLIENT_NO_COOKIE};
-use crate::log::debug;
+use crate::log::{debug, warning};
 use crate::state::{Endpoints, Engine, Phase, Wait, FLAG_HAS_CONNECTED, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_KERNEL_DISCONNECTING, FLAG_HAS_LISTENED, FLAG_LISTENING, FLAG_READ_SHUT, FLAG_WRITE_SHUT};
 use crate::stats::{self, Counter};
 use crate::{failures, fetch, memo, policy, real};
@@ -346,7 +346,9 @@ fn auto_connect(fd: c_int, dest: Option<SockAddr>) -> Answer<c_int> {
     // on a connection of libtfo's own, which costs the program nothing if
     // the path drops it (fetch.rs). (In a no-cookie mode the kernel defers
     // without one.)
-    if !memo::cookie_cached(policy::canonical(ip), IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)) && !no_cookie_mode(fd) {
+    // Where the cookie cache cannot be read (netlink denied), the kernel's
+    // own option still can: it asks for the cookie on this SYN, as before.
+    if memo::cookie_cached(policy::canonical(ip), IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)) == Some(false) && !no_cookie_mode(fd) {
         ask_for_cookie(fd, &dest);
         return plain(Counter::FallbackNoCookie);
     }
@@ -611,7 +613,7 @@ fn deferral(fd: c_int, family: c_int, dest: &SockAddr, ip: IpAddr) -> Option<Soc
     // The cookie first: with one (the common case) the no-cookie knobs do
     // not matter, and reading them costs four system calls. Connecting to
     // the wildcard address is connecting to the local host.
-    if !memo::cookie_cached(wildcard_is_local(ip, source), source) && !no_cookie_mode(fd) {
+    if !cookie_or_warn(wildcard_is_local(ip, source), source) && !no_cookie_mode(fd) {
         return None;
     }
     let mut local = kernel::with_local_port(fd, family, local)?;
@@ -628,6 +630,18 @@ fn wildcard_is_local(ip: IpAddr, source: IpAddr) -> IpAddr {
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         other => other,
     }
+}
+
+/// The emulation needs the cookie cache: one that cannot be read (netlink
+/// denied) means no deferral, said once.
+fn cookie_or_warn(dest: IpAddr, source: IpAddr) -> bool {
+    memo::cookie_cached(dest, source).unwrap_or_else(|| {
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            warning!("cannot read the kernel's Fast Open cookies; connecting without deferral");
+        }
+        false
+    })
 }
 
 /// Client no-cookie mode: the sysctl bit or the socket option (spec §2).
