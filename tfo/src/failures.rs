@@ -37,7 +37,14 @@ pub struct Failure {
     /// `destination`, or `path` (every destination reached from a local
     /// source address).
     pub kind: &'static str,
-    /// The destination, or the path's local source address.
+    /// A destination entry's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<IpAddr>,
+    /// A path entry's local source address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<IpAddr>,
+    /// Either of them.
+    #[serde(skip)]
     pub address: IpAddr,
     pub failures: u32,
     pub until_unix: u64,
@@ -62,6 +69,8 @@ impl Failure {
         };
         Failure {
             kind,
+            destination: (!path).then_some(address),
+            source: path.then_some(address),
             address,
             failures: record.failures,
             until_unix: record.until,
