@@ -16,9 +16,11 @@
 //! * [`state`]: the deferred-connect state machine (every transition);
 //!   [`retain`]: SYN data kept for a retry; [`watch`]: an epoll instance's
 //!   recorded registrations; [`fdtable`]: which fds are ours, lock-free;
-//!   [`failures`]: failure memory; [`stats`]: counters; [`memo`]: the
-//!   emulation's route and cookie answers, kept for a second; [`timer`]:
-//!   libtfo's own thread for timed actions, there only while one is due.
+//!   [`failures`]: failure memory (destinations and paths); [`fetch`]:
+//!   cookie requests on libtfo's own connections; [`stats`]: counters;
+//!   [`memo`]: route, cookie and backoff answers, kept for a second;
+//!   [`timer`]: libtfo's own thread for timed actions, there only while
+//!   one is due.
 //! * `hooks::*`: one module per family of intercepted calls.
 //! * [`export`]: the C edge (errno written here, panics stopped here).
 
@@ -33,6 +35,7 @@ mod config;
 mod errno;
 mod failures;
 mod fdtable;
+mod fetch;
 mod freestack;
 mod hooks;
 mod kernel;
@@ -60,9 +63,11 @@ extern "C" fn on_load() {
     }
 }
 
-/// Runs at normal exit: the statistics file; the sockets shared with
-/// other processes are let go (`shared.rs`).
+/// Runs at normal exit: cookie fetches are judged or let go (`fetch.rs`);
+/// the statistics file; the sockets shared with other processes are let
+/// go (`shared.rs`).
 extern "C" fn on_unload() {
+    fetch::reap(fetch::Moment::Exit);
     stats::write_file();
     fdtable::unshare_all();
 }

@@ -23,12 +23,13 @@ pub enum Counter {
     SynDataDropped,
     SynDataReset,
     ResetRetries,
+    FallbackNoCookie,
     KicksElsewhere,
     KicksTimer,
 }
 
 /// The file's keys, in `Counter` order.
-const KEYS: [&str; 17] = [
+const KEYS: [&str; 18] = [
     "sockets_seen",
     "connections_deferred",
     "syn_data_sent",
@@ -44,6 +45,7 @@ const KEYS: [&str; 17] = [
     "syn_data_dropped",
     "syn_data_reset",
     "reset_retries",
+    "fallback_no_cookie",
     "kicks_elsewhere",
     "kicks_timer",
 ];
