@@ -610,8 +610,8 @@ pub fn cpu_ns(clock: libc::clockid_t) -> u64 {
 }
 
 /// Whether a thread of this process other than `except` is running or
-/// waiting for a CPU (state R in /proc/self/task/TID/stat). Raw system
-/// calls, so no hook of libtfo sees them; false when /proc cannot be read.
+/// about to (`thread_runs`). Raw system calls, so no hook of libtfo sees
+/// them; false when /proc cannot be read.
 pub fn other_thread_runs(except: i32) -> bool {
     // SAFETY: a NUL-terminated literal path.
     let dir = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c"/proc/self/task".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) } as c_int;
@@ -648,8 +648,9 @@ pub fn other_thread_runs(except: i32) -> bool {
     runs
 }
 
-/// Whether thread `tid` of this process is running or runnable (state R in
-/// /proc/self/task/TID/stat): false when it sleeps, or no longer exists.
+/// Whether thread `tid` of this process is running, runnable or in an
+/// uninterruptible wait (state R or D in /proc/self/task/TID/stat): false
+/// when it sleeps, or no longer exists.
 pub fn thread_runs(tid: i32) -> bool {
     let mut path = [0u8; 48];
     let mut text = std::io::Cursor::new(&mut path[..]);
@@ -669,6 +670,7 @@ pub fn thread_runs(tid: i32) -> bool {
         n
     };
     let stat = &stat[..n.max(0) as usize];
-    // "TID (comm) S ...": the state follows the last ')'.
-    stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2)) == Some(&b'R')
+    // "TID (comm) S ...": the state follows the last ')'. D (an
+    // uninterruptible wait: a lock, a page, the disk) is work under way too.
+    matches!(stat.iter().rposition(|&b| b == b')').and_then(|i| stat.get(i + 2)), Some(b'R' | b'D'))
 }

@@ -785,8 +785,9 @@ fn start_overdue(now: u64) -> Option<u64> {
 
 /// The program (every thread but the timer's) used under a fifth of the
 /// CPU time since the timer last looked (a window of `IDLE_WINDOW_MS`, up
-/// to 20 times that), and none of its threads runs or waits for a CPU
-/// now. Called by the timer thread only.
+/// to 20 times that), and none of its threads runs, waits for a CPU or is
+/// in an uninterruptible wait (a fork, a page fault) now. Called by the
+/// timer thread only.
 fn program_idle(now: u64) -> bool {
     let used = kernel::cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID).saturating_sub(kernel::cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID));
     let (last_used, last_look) = (LAST_CPU_NS.swap(used, Ordering::Relaxed), LAST_LOOK_MS.swap(now, Ordering::Relaxed));
