@@ -31,7 +31,7 @@ use crate::retain;
 use crate::fdtable;
 use crate::state::{Engine, Origin, Phase, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_WAITED_ON};
 use crate::timer;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::stats::{self, Counter};
 use libc::{c_int, c_void, iovec, msghdr, size_t, ssize_t};
 
@@ -616,8 +616,8 @@ pub fn syn_without_data(fd: c_int, entry: &Entry, flags: c_int) -> Answer<ssize_
 const ZERO_WAIT_GRACE_MS: u64 = 20;
 
 /// While an auto-mode socket is deferred, libtfo's timer looks at the
-/// program this often: when it used (almost) no CPU over the last window
-/// and none of its threads runs, it is waiting for something (perhaps that
+/// program this often: when it used (almost) no CPU over the last two
+/// windows and none of its threads runs, it is waiting for something (perhaps that
 /// connection: an FTP client blocked in a call libtfo does not see), and
 /// every socket deferred before the window starts. A program still
 /// running may yet write (a writer thread, a TLS library reading its
@@ -783,8 +783,8 @@ fn start_overdue(now: u64) -> Option<u64> {
     next
 }
 
-/// The program (every thread but the timer's) used under a fifth of the
-/// CPU time since the timer last looked (a window of `IDLE_WINDOW_MS`, up
+/// Twice in a row: the program (every thread but the timer's) used under a
+/// fifth of the CPU time since the timer last looked (a window of `IDLE_WINDOW_MS`, up
 /// to 20 times that), and none of its threads runs, waits for a CPU or is
 /// in an uninterruptible wait (a fork, a page fault) now. Called by the
 /// timer thread only.
@@ -795,10 +795,17 @@ fn program_idle(now: u64) -> bool {
     // (A loaded machine wakes the timer late: a longer window still says
     // how busy the program was.)
     if last_look == 0 || !(IDLE_WINDOW_MS / 2..=IDLE_WINDOW_MS * 20).contains(&window) {
+        QUIET_BEFORE.store(false, Ordering::Relaxed);
         return false; // no recent baseline: one is taken now
     }
-    used.saturating_sub(last_used) * 5 < window * 1_000_000 && !kernel::other_thread_runs(crate::lock::current_tid())
+    let quiet = used.saturating_sub(last_used) * 5 < window * 1_000_000 && !kernel::other_thread_runs(crate::lock::current_tid());
+    // Two windows in a row: a program starved of CPU on a loaded machine
+    // may look quiet for one.
+    QUIET_BEFORE.swap(quiet, Ordering::Relaxed) && quiet
 }
+
+/// The last window was quiet (see `program_idle`).
+static QUIET_BEFORE: AtomicBool = AtomicBool::new(false);
 
 /// Before the program closes a tracked fd: a SYN another thread is
 /// sending (the timer) leaves first, so the send never reaches a file that
