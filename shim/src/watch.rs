@@ -46,9 +46,9 @@ impl Watch {
         self.event.events & (libc::EPOLLET | libc::EPOLLONESHOT) as u32 != 0
     }
 
-    /// The program waits for input on it.
-    pub fn wants_input(&self) -> bool {
-        self.event.events & (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP) as u32 != 0
+    /// The events it asks for, as poll's (epoll's share their values).
+    pub fn wanted(&self) -> i16 {
+        self.event.events as u16 as i16
     }
 }
 

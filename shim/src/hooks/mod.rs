@@ -10,6 +10,7 @@ mod fd;
 mod listen;
 mod poll;
 mod read;
+mod readiness;
 mod registrations;
 mod select;
 mod sockopt;
