@@ -536,7 +536,7 @@ impl Connection {
                         return Err(phase);
                     }
                     self.adopt_orphan(fd);
-                    self.wait_while(|p| p == phase, Some(kernel::after(10_000_000)), || true);
+                    self.wait_while(|p| p == phase, Some(kernel::after(10_000_000)), true, || true);
                 }
                 Err(phase) => return Err(phase),
             }
@@ -734,8 +734,9 @@ impl Connection {
     /// `unchanged()` is asked too: another process may send the SYN of a
     /// shared socket without this process's phase word ever changing. A
     /// signal handler interrupts it as it would the socket call (EINTR, or
-    /// restarted).
-    pub fn wait_while(&self, waiting: impl Fn(Phase) -> bool, deadline: Option<timespec>, unchanged: impl Fn() -> bool) -> Wait {
+    /// restarted when `restartable`: a call that ends at a signal without
+    /// an error, such as a read of no bytes, is not).
+    pub fn wait_while(&self, waiting: impl Fn(Phase) -> bool, deadline: Option<timespec>, restartable: bool, unchanged: impl Fn() -> bool) -> Wait {
         self.waiters.fetch_add(1, Ordering::AcqRel);
         let result = loop {
             let current = self.phase.load(Ordering::Acquire);
@@ -753,6 +754,10 @@ impl Connection {
                     Some(d) if (d.tv_sec, d.tv_nsec) < (slice.tv_sec, slice.tv_nsec) => d,
                     _ => slice,
                 })
+            } else if !restartable && deadline.is_none() {
+                // An untimed futex wait is restarted by the kernel itself
+                // under SA_RESTART; a timed one says EINTR.
+                Some(kernel::after(3_600_000_000_000))
             } else {
                 deadline
             };
@@ -765,7 +770,7 @@ impl Connection {
                 Err(Errno(libc::ETIMEDOUT)) => break Wait::Changed,
                 // A timed futex wait is never restarted; the socket call it
                 // stands for is, without a socket timeout, under SA_RESTART.
-                Err(Errno(libc::EINTR)) if deadline.is_none() && kernel::handlers_restart() => continue,
+                Err(Errno(libc::EINTR)) if restartable && deadline.is_none() && kernel::handlers_restart() => continue,
                 Err(Errno(libc::EINTR)) => break Wait::Interrupted,
                 Err(_) => break Wait::Changed, // futex unusable: let the kernel answer
             }

@@ -677,7 +677,7 @@ fn connect_again(fd: c_int, entry: &Entry) -> Answer<c_int> {
         return Done(Err(Errno(libc::EISCONN)));
     }
     let unsent = |p: crate::state::Phase| p.unsent();
-    match entry.conn.wait_while(unsent, kernel::deadline(fd, libc::SO_SNDTIMEO), || still_unsent(fd, entry)) {
+    match entry.conn.wait_while(unsent, kernel::deadline(fd, libc::SO_SNDTIMEO), true, || still_unsent(fd, entry)) {
         Wait::Changed => Real,
         Wait::TimedOut => Done(Err(Errno(libc::EISCONN))),
         Wait::Interrupted => Done(Err(Errno(libc::EINTR))),

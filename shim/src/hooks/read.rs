@@ -122,9 +122,12 @@ fn before_read(fd: c_int, entry: &Entry, read: Read) -> Answer<ssize_t> {
         return Done(Err(Errno(libc::EAGAIN)));
     }
     let unsent = |p: Phase| p.unsent();
-    match conn.wait_while(unsent, kernel::deadline(fd, libc::SO_RCVTIMEO), || still_unsent(fd, entry)) {
+    // tcp_recvmsg() waits once even for no bytes (`do ... while (len > 0)`),
+    // and whatever ends that wait, a timeout or a signal, ends the read
+    // with 0 (never restarted: it is no error).
+    match conn.wait_while(unsent, kernel::deadline(fd, libc::SO_RCVTIMEO), read.len != 0, || still_unsent(fd, entry)) {
         Wait::Changed => Real,
-        Wait::TimedOut if read.len == 0 => Done(read.reply.empty()),
+        Wait::TimedOut | Wait::Interrupted if read.len == 0 => Done(read.reply.empty()),
         Wait::TimedOut => Done(Err(Errno(libc::EAGAIN))),
         Wait::Interrupted => Done(Err(Errno(libc::EINTR))),
     }
