@@ -97,6 +97,13 @@ unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) ->
         .watches
         .with(|list| {
             list.retain(current);
+            // A registration moved off its number when that was closed is
+            // named by it again once it names the same file again.
+            for w in list.iter_mut().filter(|w| w.moved && w.key == fd) {
+                if entry.is_some_and(|e| fdtable::lookup(w.fd).is_some_and(|o| std::ptr::eq(e, o))) {
+                    (w.fd, w.generation, w.moved) = (fd, generation, false);
+                }
+            }
             let position = list.iter().position(|w| w.fd == fd && !w.moved);
             match (op, position.filter(|&i| list[i].held)) {
                 // Held registrations exist only here; answer as the kernel would.
@@ -160,7 +167,7 @@ fn record(
             // The kernel took the ADD, so any record left for this number
             // is of a file closed behind libtfo's back.
             list.retain(|w| w.fd != fd);
-            let mut watch = Watch { fd, generation, event: event(), held: false, reported: false, epoch: entry.map_or(0, |e| e.conn.epoch()), moved: false };
+            let mut watch = Watch { fd, generation, event: event(), held: false, reported: false, epoch: entry.map_or(0, |e| e.conn.epoch()), moved: false, key: fd };
             if let Some(entry) = entry {
                 add_watcher(entry, epfd);
                 // Unsent, or disconnected with its error unread: the kernel's
