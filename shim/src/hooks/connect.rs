@@ -124,7 +124,7 @@ export_fd! {
     }
 }
 
-export_fd! {
+export_tracked! {
     /// A deferred socket already has its local address and port.
     fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int,
     if let Some(entry) = unsent(fd).filter(|e| e.conn.engine() == Engine::Emulated) => {

@@ -63,7 +63,7 @@ fn watched_instance(epfd: c_int) -> Option<&'static Entry> {
 
 const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
 
-export_fd! {
+export_tracked! {
     fn epoll_wait(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: c_int) -> c_int,
     if let Some(instance) = watched_instance(epfd) => {
         // SAFETY: epoll_wait's contract: `events` has room for `max`.

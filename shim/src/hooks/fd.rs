@@ -60,7 +60,7 @@ fn is_tcp(domain: c_int, ty: c_int, protocol: c_int) -> bool {
         && config::get().mode != Mode::Off
 }
 
-export_fd! {
+export_tracked! {
     fn close(fd: c_int) -> c_int,
     if let Some(entry) = fdtable::lookup(fd) => {
         if entry.conn.is_confirming() {

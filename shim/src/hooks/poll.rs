@@ -26,7 +26,7 @@ unsafe fn any_attention(fds: *mut pollfd, n: nfds_t) -> Option<&'static Entry> {
 
 const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
 
-export_fd! {
+export_tracked! {
     fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int,
     // SAFETY: poll's contract for `fds`.
     if let Some(_entry) = unsafe { any_attention(fds, n) } => {

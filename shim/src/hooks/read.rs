@@ -144,7 +144,7 @@ fn msg_len(msg: *const msghdr) -> usize {
 
 macro_rules! read_hooks {
     ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr, len = $len:expr, vfs = $vfs:expr, reply = $reply:expr; )*) => {
-        export_fd! {$(
+        export_tracked! {$(
             fn $name($fd: c_int $(, $arg: $ty)*) -> ssize_t,
             if let Some(entry) = attention($fd) => {
                 before_read($fd, entry, Read { flags: $flags, len: $len, vfs: $vfs, reply: $reply })
@@ -164,7 +164,7 @@ read_hooks! {
     fn __recvfrom_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len, vfs = false, reply = Reply::Address(addr, alen);
 }
 
-export_fd! {
+export_tracked! {
     /// preadv2 with offset -1 is readv on a socket (another offset: ESPIPE).
     fn preadv2(fd: c_int, iov: *const iovec, count: c_int, offset: libc::off_t, flags: c_int) -> ssize_t,
     if let Some(entry) = attention(fd).filter(|_| offset == -1) => {
@@ -177,7 +177,7 @@ export_fd! {
     }
 }
 
-export_fd! {
+export_tracked! {
     fn recvmmsg(fd: c_int, msgs: *mut mmsghdr, count: libc::c_uint, flags: c_int, timeout: *mut timespec) -> c_int,
     if let Some(entry) = attention(fd) => {
         // do_recvmmsg() reports a pending error before it reads a message.

@@ -63,7 +63,7 @@ unsafe fn put(set: *mut fd_set, fd: usize, on: bool) {
     }
 }
 
-export_fd! {
+export_tracked! {
     fn select(n: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *mut timeval) -> c_int,
     // SAFETY: select's contract for the sets.
     if let Some(_entry) = unsafe { any_attention(n, [r, w, e]) } => {

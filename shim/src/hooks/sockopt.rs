@@ -133,7 +133,7 @@ fn is_route_mtu(level: c_int, name: c_int) -> bool {
     (level == libc::IPPROTO_IP && name == libc::IP_MTU) || (level == libc::IPPROTO_IPV6 && name == libc::IPV6_MTU)
 }
 
-export_fd! {
+export_tracked! {
     fn getsockopt(fd: c_int, level: c_int, name: c_int, value: *mut c_void, len: *mut socklen_t) -> c_int,
     if let Some(entry) = fdtable::lookup(fd).filter(|_| is_ours(level, name)) => {
         let conn = &entry.conn;
@@ -366,7 +366,7 @@ fn send_queue_request(fd: c_int, request: libc::c_ulong) -> Option<&'static Entr
     }
 }
 
-export_fd! {
+export_tracked! {
     /// The send-queue ioctls of a deferred socket answer 0, as tcp_ioctl()
     /// does in SYN_SENT. The emulation's socket is in CLOSE, where they give
     /// write_seq minus snd_una (or snd_nxt): 0 on a new socket, but large

@@ -11,7 +11,7 @@ use crate::real;
 use crate::state::{Phase, FLAG_COOKIE_REQUESTED, FLAG_HAS_LISTENED, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_KERNEL_DISCONNECTING, FLAG_LISTENING};
 use libc::{c_int, c_uint, c_void, iovec, loff_t, mmsghdr, msghdr, off_t, size_t, sockaddr, socklen_t, ssize_t};
 
-export_fd! {
+export_tracked! {
     fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t,
     if let Some(entry) = attention(fd) => {
         first_write(fd, entry, Payload::Buf(buf, len), 0)
