@@ -76,7 +76,15 @@ export_fd! {
             ConnectTarget::Tracked(entry) if entry.conn.is_auto() => {
                 // SAFETY: the address is readable (well_formed).
                 if unsafe { SockAddr::is_unspec(addr, len) } {
-                    return Real; // a disconnect, the kernel's to make
+                    // A disconnect, the kernel's to make. A SYN with data
+                    // still unanswered is the program's to drop: its reset
+                    // (tcp_disconnect's ECONNRESET) is not retried.
+                    // SAFETY: the caller's arguments.
+                    let result = check(unsafe { real::connect(fd, addr, len) });
+                    if entry.conn.is_confirming() && entry.conn.begin_resolve() {
+                        entry.conn.resolved();
+                    }
+                    return Done(result);
                 }
                 // Connecting again: the program's socket is a connected one
                 // to it (its connect() said 0), which says EISCONN.
@@ -199,7 +207,14 @@ fn shutdown_tracked(fd: c_int, how: c_int, entry: &Entry) -> Answer<c_int> {
         if entry.conn.is_confirming() {
             syn::resolve(fd, entry, true);
         }
-        return Real;
+        // SAFETY: the caller's arguments.
+        let result = crate::errno::check(unsafe { real::shutdown(fd, how) });
+        // Still in SYN_SENT, the shutdown disconnected it (tcp_disconnect's
+        // ECONNRESET): the program's own doing, not a reset to retry.
+        if entry.conn.is_confirming() && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) && entry.conn.begin_resolve() {
+            entry.conn.resolved();
+        }
+        return Done(result);
     }
     if still_unsent(fd, entry) && disconnect(fd, entry) {
         return Done(Ok(0));
