@@ -89,7 +89,7 @@ pub fn follow<T: Copy + 'static>(first: T, entry: &Entry) {
             && conn.pending_error() != 0
             && !conn.has_flag(crate::state::FLAG_LISTENING)
             && kernel::tcp_state(fd).is_some_and(|s| s != TCP_CLOSE) {
-            conn.set_pending_error(0);
+            conn.drop_held_error();
         }
     }
 }

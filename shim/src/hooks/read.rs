@@ -227,7 +227,7 @@ unsafe fn read_messages(fd: c_int, entry: &Entry, msgs: *mut mmsghdr, count: lib
             Done(Err(e)) => {
                 // The kernel keeps an error after a message for later (sk_err).
                 if e.0 != libc::EAGAIN {
-                    entry.conn.set_pending_error(e.0);
+                    entry.conn.hold_error(e.0);
                 }
                 break;
             }

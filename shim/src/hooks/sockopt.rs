@@ -123,7 +123,7 @@ unsafe fn set_resetting_route(fd: c_int, entry: &Entry, level: c_int, name: c_in
     // SAFETY: the caller's arguments.
     let result = crate::errno::check(unsafe { crate::real::setsockopt(fd, level, name, value, len) });
     if result.is_ok() && (rule == RouteReset::Always || read() != before) {
-        entry.conn.set_flag(crate::state::FLAG_ROUTE_RESET, true);
+        entry.conn.route_reset();
     }
     result
 }
@@ -313,6 +313,9 @@ unsafe fn set_fastopen_connect(fd: c_int, value: *const c_void, len: socklen_t) 
         None if v == 0 => {}
         None => match super::track(fd) {
             Some(entry) => {
+                if fdtable::listened(fd) {
+                    entry.conn.listened_before();
+                }
                 entry.conn.set_family(family);
                 entry.conn.set_option(v)
             }

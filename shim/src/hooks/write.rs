@@ -281,21 +281,20 @@ fn own_fastopen(fd: c_int, entry: &Entry, flags: c_int, call: impl FnOnce() -> s
     let result = check(call());
     match result {
         Ok(_) | Err(Errno(libc::EINPROGRESS)) => {
-            conn.set_pending_error(0);
+            conn.drop_held_error();
             if phase == Phase::Armed {
                 conn.connected_without_deferral(false);
             }
             let waited = flags & libc::MSG_DONTWAIT == 0 && !kernel::is_nonblocking(fd);
-            conn.set_flag(FLAG_KERNEL_CONNECTING, !waited);
-            conn.set_flag(FLAG_KERNEL_CONNECTED, waited && result.is_ok());
+            conn.socket_connect_went(!waited, waited && result.is_ok());
             super::registrations::release(fd, entry);
         }
         Err(Errno(e)) if !answered_before_connecting(e) && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) => {
-            conn.set_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED | FLAG_COOKIE_REQUESTED, false);
+            conn.socket_disconnected();
             // Refused or reset after the SYN left: tcp_connect_init cleared
             // an earlier life's error, and this one was just reported.
             if matches!(e, libc::ECONNREFUSED | libc::ECONNRESET | libc::ETIMEDOUT) {
-                conn.set_pending_error(0);
+                conn.drop_held_error();
             }
         }
         Err(_) => {}
