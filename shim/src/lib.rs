@@ -17,8 +17,10 @@
 //! * [`kernel`]: questions asked of the kernel (socket options, TCP_INFO,
 //!   the sysctl, futex waits).
 //! * [`state`]: the deferred-connect state machine (every transition);
-//!   [`memo`]: the emulation's route and cookie answers, kept for a second.
-//! * [`fdtable`]: which fds are ours, lock-free; [`failures`]: failure memory.
+//!   [`memo`]: route, cookie and backoff answers, kept for a second.
+//! * [`fdtable`]: which fds are ours, lock-free; [`failures`]: failure
+//!   memory (destinations and paths).
+//! * [`fetch`]: cookie requests on libtfo's own connections.
 //! * `hooks::*`: one module per family of intercepted calls, over the
 //!   shared `registrations`, `syn` and `readiness`.
 
@@ -33,6 +35,7 @@ mod config;
 mod errno;
 mod failures;
 mod fdtable;
+mod fetch;
 mod freestack;
 mod hooks;
 mod kernel;
@@ -59,9 +62,11 @@ extern "C" fn on_load() {
     }
 }
 
-/// Runs at normal exit: the statistics file; the sockets shared with
-/// other processes are let go (`shared.rs`).
+/// Runs at normal exit: cookie fetches are judged or let go (`fetch.rs`);
+/// the statistics file; the sockets shared with other processes are let
+/// go (`shared.rs`).
 extern "C" fn on_unload() {
+    fetch::reap(fetch::Moment::Exit);
     stats::write_file();
     fdtable::unshare_all();
 }
