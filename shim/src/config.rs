@@ -101,32 +101,38 @@ fn defaults(state_dir: Option<String>) -> Config {
     }
 }
 
-/// Reads the environment (called from the library constructor) and returns
-/// the warnings about values it did not understand.
-pub fn init() -> Vec<String> {
-    let env = Env { secure: secure_mode(), warnings: Vec::new() };
-    if env.secure || !any_tfo_variable() {
-        let _ = CONFIG.set(defaults(None));
+/// Reads the environment (called from the library constructor with the
+/// environment the loader passes it) and returns the warnings about values
+/// it did not understand.
+pub fn init(envp: *const *const libc::c_char) -> Vec<String> {
+    // The scan first: without TFO_* variables getauxval is never called
+    // (its first call looks it up, which costs more than the scan).
+    if !any_tfo_variable(envp) || secure_mode() {
+        // Built in place (set() would copy it with memcpy, whose first call
+        // costs a lookup: lazy_imports.c).
+        CONFIG.get_or_init(|| defaults(None));
         return Vec::new();
     }
-    let (config, warnings) = read(env);
+    let (config, warnings) = read(Env { secure: false, warnings: Vec::new() });
     let _ = CONFIG.set(config);
     warnings
 }
 
-/// Whether the environment names any TFO_* variable. A scan of `environ`
-/// without std's lock or an allocation, so that the usual case, none, costs
-/// the constructor a few hundred instructions.
-fn any_tfo_variable() -> bool {
-    extern "C" {
-        static environ: *const *const libc::c_char;
-    }
-    // SAFETY: at load no other thread runs yet; environ is null or a
-    // null-terminated array of NUL-terminated strings.
+/// Whether the environment names any TFO_* variable. A scan of `envp`
+/// (the constructor's argument: libtfo imports no `environ`, which would
+/// cost every process a symbol lookup) without std's lock, an allocation or
+/// a libc call (each libc function's first call looks it up:
+/// lazy_imports.c), so that the usual case, none, costs the constructor a
+/// few hundred instructions.
+fn any_tfo_variable(envp: *const *const libc::c_char) -> bool {
+    // SAFETY: the loader passes null or the process's null-terminated array
+    // of NUL-terminated strings, and no other thread runs yet.
     unsafe {
-        let mut entry = environ;
+        let mut entry = envp;
         while !entry.is_null() && !(*entry).is_null() {
-            if std::ffi::CStr::from_ptr(*entry).to_bytes().starts_with(b"TFO_") {
+            let name = *entry as *const u8;
+            // Byte by byte: the string may be shorter than the prefix.
+            if (0..4).all(|i| *name.add(i) == b"TFO_"[i]) {
                 return true;
             }
             entry = entry.add(1);

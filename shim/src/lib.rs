@@ -51,9 +51,10 @@ mod watch;
 /// /etc/ld.so.preload runs this, so it does nothing else: it allocates
 /// nothing without TFO_* variables (config.rs); the fork handlers are
 /// installed before the first fd is tracked (hooks::track), and std's panic
-/// reporter is silenced on first use (export.rs).
-extern "C" fn on_load() {
-    for warning in config::init() {
+/// reporter is silenced on first use (export.rs). glibc passes every
+/// constructor the program's arguments and environment.
+extern "C" fn on_load(_argc: libc::c_int, _argv: *const *const libc::c_char, envp: *const *const libc::c_char) {
+    for warning in config::init(envp) {
         log::warning!("{warning}");
     }
 }
@@ -67,7 +68,7 @@ extern "C" fn on_unload() {
 
 #[used]
 #[link_section = ".init_array"]
-static ON_LOAD: extern "C" fn() = on_load;
+static ON_LOAD: extern "C" fn(libc::c_int, *const *const libc::c_char, *const *const libc::c_char) = on_load;
 
 #[used]
 #[link_section = ".fini_array"]
