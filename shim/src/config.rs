@@ -6,6 +6,7 @@
 
 use crate::policy::{PortSet, Policy, Ranges};
 use std::ffi::CString;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
 
@@ -71,22 +72,34 @@ impl Config {
     }
 }
 
-static CONFIG: OnceLock<Config> = OnceLock::new();
+/// The configuration in force: BEFORE_INIT until the constructor ran (another
+/// library's constructor making calls: libtfo stays out of the way), then
+/// DEFAULTS, or the one read from TFO_* variables (leaked: it lives as long
+/// as the process). A pointer, not a OnceLock: the constructor of a process
+/// without TFO_* variables (every process under /etc/ld.so.preload) then
+/// stores one word and runs no other code (each page of code it runs costs
+/// every process a page fault).
+static CONFIG: AtomicPtr<Config> = AtomicPtr::new(&BEFORE_INIT as *const Config as *mut Config);
 
-/// Before the library's constructor ran (another library's constructor
-/// making calls), libtfo stays out of the way.
-static BEFORE_INIT: OnceLock<Config> = OnceLock::new();
+static BEFORE_INIT: Config = {
+    let mut off = defaults(None);
+    off.mode = Mode::Off;
+    off
+};
+static DEFAULTS: Config = defaults(None);
 
 /// The configuration.
 #[inline]
 pub fn get() -> &'static Config {
-    CONFIG.get().unwrap_or_else(|| BEFORE_INIT.get_or_init(|| Config { mode: Mode::Off, ..defaults(None) }))
+    // SAFETY: CONFIG points to one of the statics above or to a leaked Box,
+    // never freed.
+    unsafe { &*CONFIG.load(Ordering::Acquire) }
 }
 
 /// Nothing here allocates: with no TFO_* variable set (the common case,
 /// every process under /etc/ld.so.preload), loading libtfo leaves malloc
 /// untouched, and a process that never opens a socket pays nothing more.
-fn defaults(state_dir: Option<String>) -> Config {
+const fn defaults(state_dir: Option<String>) -> Config {
     Config {
         mode: Mode::Auto,
         backend: Backend::Auto,
@@ -101,20 +114,31 @@ fn defaults(state_dir: Option<String>) -> Config {
     }
 }
 
-/// Reads the environment (called from the library constructor with the
-/// environment the loader passes it) and returns the warnings about values
-/// it did not understand.
+/// Called from the library constructor with the environment the loader
+/// passes it. Without TFO_* variables the defaults are in force; with some
+/// (and not under AT_SECURE) they are read, and the warnings about values
+/// not understood are returned. Inlined into the constructor, so that the
+/// usual case runs no code beyond it.
+#[inline(always)]
 pub fn init(envp: *const *const libc::c_char) -> Vec<String> {
     // The scan first: without TFO_* variables getauxval is never called
     // (its first call looks it up, which costs more than the scan).
-    if !any_tfo_variable(envp) || secure_mode() {
-        // Built in place (set() would copy it with memcpy, whose first call
-        // costs a lookup: lazy_imports.c).
-        CONFIG.get_or_init(|| defaults(None));
+    if !any_tfo_variable(envp) {
+        CONFIG.store(&DEFAULTS as *const Config as *mut Config, Ordering::Release);
+        return Vec::new();
+    }
+    init_from_environment()
+}
+
+#[cold]
+#[inline(never)]
+fn init_from_environment() -> Vec<String> {
+    if secure_mode() {
+        CONFIG.store(&DEFAULTS as *const Config as *mut Config, Ordering::Release);
         return Vec::new();
     }
     let (config, warnings) = read(Env { secure: false, warnings: Vec::new() });
-    let _ = CONFIG.set(config);
+    CONFIG.store(Box::into_raw(Box::new(config)), Ordering::Release);
     warnings
 }
 
@@ -124,6 +148,7 @@ pub fn init(envp: *const *const libc::c_char) -> Vec<String> {
 /// a libc call (each libc function's first call looks it up:
 /// lazy_imports.c), so that the usual case, none, costs the constructor a
 /// few hundred instructions.
+#[inline(always)]
 fn any_tfo_variable(envp: *const *const libc::c_char) -> bool {
     // SAFETY: the loader passes null or the process's null-terminated array
     // of NUL-terminated strings, and no other thread runs yet.
@@ -132,7 +157,7 @@ fn any_tfo_variable(envp: *const *const libc::c_char) -> bool {
         while !entry.is_null() && !(*entry).is_null() {
             let name = *entry as *const u8;
             // Byte by byte: the string may be shorter than the prefix.
-            if (0..4).all(|i| *name.add(i) == b"TFO_"[i]) {
+            if *name == b'T' && *name.add(1) == b'F' && *name.add(2) == b'O' && *name.add(3) == b'_' {
                 return true;
             }
             entry = entry.add(1);

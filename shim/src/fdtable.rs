@@ -70,6 +70,9 @@ const MAX_CHUNKS: usize = MAX_FDS / CHUNK_LEN;
 static CHUNKS: [AtomicPtr<Entry>; MAX_CHUNKS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS];
 /// One above the highest fd ever tracked: scans (before exec) stop there.
+/// In .data, beside what loading writes anyway: the destructor reads it in
+/// every process, and in .bss that read would fault a page in at exit.
+#[link_section = ".data.tfo_fd_limit"]
 static FD_LIMIT: AtomicU32 = AtomicU32::new(0);
 /// How many fd numbers point to an entry now: while none does, calls that
 /// take arrays of fds (poll, select) need not look at them.
