@@ -12,13 +12,13 @@ fn main() {
     // libgcc_s is not a DT_NEEDED of libtfo.
     cc::Build::new().file("src/unwind.c").flag("-fvisibility=hidden").compile("tfo_unwind");
 
+    cc::Build::new().file("src/lazy_imports.c").compile("tfo_lazy_imports");
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
-        cc::Build::new().file("src/lazy_imports.c").compile("tfo_lazy_imports");
         let list = std::fs::read_to_string("src/lazy_imports.c").expect("src/lazy_imports.c");
-        for name in list.lines().filter_map(|l| l.strip_prefix("LAZY(")?.strip_suffix(')')) {
+        let names = list.lines().filter_map(|l| l.trim().strip_prefix("X(")?.strip_suffix(") \\"));
+        for name in names.chain(["dlsym"]) {
             println!("cargo:rustc-cdylib-link-arg=-Wl,--wrap={name}");
         }
-        println!("cargo:rustc-cdylib-link-arg=-Wl,--wrap=dlsym");
         // After rustc's `-z now`: what the loader still binds (dlsym, the C
         // parts' calls) is bound on first use.
         println!("cargo:rustc-cdylib-link-arg=-Wl,-z,lazy");

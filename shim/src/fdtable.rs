@@ -277,6 +277,15 @@ fn allocate() -> Option<u32> {
     let index = NEXT_FRESH.fetch_add(1, Ordering::Relaxed);
     let chunk = CHUNKS.get(index as usize / CHUNK_LEN)?;
     if chunk.load(Ordering::Acquire).is_null() {
+        if index as usize / CHUNK_LEN == 0 {
+            extern "C" {
+                fn tfo_lazy_resolve_all();
+            }
+            // The first socket tracked: every libc function libtfo calls is
+            // looked up now (lazy_imports.c), not in a hook's later path.
+            // SAFETY: a C function without arguments or preconditions.
+            unsafe { tfo_lazy_resolve_all() };
+        }
         let fresh: Box<[Entry]> = (0..CHUNK_LEN).map(|_| Entry::default()).collect();
         let fresh = Box::into_raw(fresh) as *mut Entry;
         if chunk

@@ -15,11 +15,12 @@
  * no import at all: no lookup, no version, no relocation at load.
  *
  * Like real.rs's hooks, the first call of a function takes dlsym's
- * (recursive) loader lock; libtfo's code runs only after the loader is
- * done, and a signal handler is never the first to use these in practice
- * (every path that reaches them in a handler has run outside it first,
- * when the socket was made). dlsym itself is bound by the loader on its
- * first call (lazily, the PLT way), as is anything else C calls.
+ * (recursive) loader lock. When libtfo first tracks a socket (fdtable.rs),
+ * tfo_lazy_resolve_all looks every one up at once: from then on no hook
+ * pays a lookup, so none lies between a SYN leaving and the blocking wait
+ * a signal must interrupt, and a signal handler's call on a tracked socket
+ * finds them resolved. dlsym itself is bound by the loader on its first
+ * call (lazily, the PLT way), as is anything else C calls.
  *
  * __wrap_NAME is a tail jump, so the arguments (%al of the variadic
  * syscall() included), the return value, errno and the caller's frame are
@@ -32,7 +33,7 @@
  * loader would have refused to start it.
  *
  * x86-64 only (the stubs are written in its assembly); elsewhere build.rs
- * adds no --wrap and this file is empty.
+ * adds no --wrap and tfo_lazy_resolve_all does nothing.
  */
 #if defined(__x86_64__)
 #include <dlfcn.h>
@@ -40,13 +41,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* dlsym, bound by the loader: the lookups below must not go through a slot. */
-extern void *__real_dlsym(void *handle, const char *name);
-
-/* Called by tfo_lazy_bind with the slot and the NUL-terminated name. */
+/* Called by tfo_lazy_bind with the slot and the NUL-terminated name.
+ * (dlsym here is __wrap_dlsym, the PLT jump below: never a slot.) */
 __attribute__((visibility("hidden"), used)) void *tfo_lazy_resolve(void **slot, const char *name)
 {
-	void *found = __real_dlsym(RTLD_DEFAULT, name);
+	void *found = dlsym(RTLD_DEFAULT, name);
 	if (!found) {
 		static const char prefix[] = "libtfo: libc lacks ";
 		(void)!write(2, prefix, sizeof(prefix) - 1);
@@ -92,7 +91,7 @@ __asm__(".pushsection .text\n"
 
 /* __wrap_NAME and its slot (zero: no relocation) and name, in sections of
  * their own so that --gc-sections drops an unused one. */
-#define LAZY(name)                                                             \
+#define STUB(name)                                                             \
 	__asm__(".pushsection .bss.tfo_slot_" #name ",\"aw\",@nobits\n"          \
 		".balign 8\n"                                                  \
 		"tfo_slot_" #name ": .zero 8\n"                                \
@@ -124,54 +123,82 @@ __asm__(".pushsection .text.__wrap_dlsym,\"ax\",@progbits\n"
 	".size __wrap_dlsym, . - __wrap_dlsym\n"
 	".popsection\n");
 
-/* build.rs reads this list (one LAZY(name) a line) and adds --wrap=dlsym. */
-LAZY(__errno_location)
-LAZY(__libc_current_sigrtmax)
-LAZY(__register_atfork)
-LAZY(__xpg_strerror_r)
-LAZY(abort)
-LAZY(bcmp)
-LAZY(bind)
-LAZY(calloc)
-LAZY(clock_gettime)
-LAZY(dl_iterate_phdr)
-LAZY(free)
-LAZY(fstat)
-LAZY(fstat64)
-LAZY(getauxval)
-LAZY(getcwd)
-LAZY(getenv)
-LAZY(geteuid)
-LAZY(getpid)
-LAZY(gettid)
-LAZY(getuid)
-LAZY(kill)
-LAZY(lseek)
-LAZY(lseek64)
-LAZY(lstat)
-LAZY(malloc)
-LAZY(memcpy)
-LAZY(memmove)
-LAZY(memset)
-LAZY(mincore)
-LAZY(mmap)
-LAZY(mmap64)
-LAZY(munmap)
-LAZY(open)
-LAZY(open64)
-LAZY(pipe2)
-LAZY(posix_memalign)
-LAZY(pread)
-LAZY(process_vm_readv)
-LAZY(readlink)
-LAZY(realloc)
-LAZY(realpath)
-LAZY(sched_yield)
-LAZY(sigaction)
-LAZY(stat64)
-LAZY(statx)
-LAZY(strlen)
-LAZY(syscall)
-LAZY(tee)
+/* Every function, in a list build.rs reads (one X(name) a line). */
+#define LAZY_FUNCTIONS(X) \
+	X(__errno_location) \
+	X(__libc_current_sigrtmax) \
+	X(__register_atfork) \
+	X(__xpg_strerror_r) \
+	X(abort) \
+	X(bcmp) \
+	X(bind) \
+	X(calloc) \
+	X(clock_gettime) \
+	X(dl_iterate_phdr) \
+	X(free) \
+	X(fstat) \
+	X(fstat64) \
+	X(getauxval) \
+	X(getcwd) \
+	X(getenv) \
+	X(geteuid) \
+	X(getpid) \
+	X(gettid) \
+	X(getuid) \
+	X(kill) \
+	X(lseek) \
+	X(lseek64) \
+	X(lstat) \
+	X(malloc) \
+	X(memcpy) \
+	X(memmove) \
+	X(memset) \
+	X(mincore) \
+	X(mmap) \
+	X(mmap64) \
+	X(munmap) \
+	X(open) \
+	X(open64) \
+	X(pipe2) \
+	X(posix_memalign) \
+	X(pread) \
+	X(process_vm_readv) \
+	X(readlink) \
+	X(realloc) \
+	X(realpath) \
+	X(sched_yield) \
+	X(sigaction) \
+	X(stat64) \
+	X(statx) \
+	X(strlen) \
+	X(syscall) \
+	X(tee) \
+
+LAZY_FUNCTIONS(STUB)
+
+/* The slots and names, as C sees them (hidden: addressed without the GOT). */
+#define DECLARE(name)                                                                              \
+	extern void *tfo_slot_##name __asm__("tfo_slot_" #name) __attribute__((visibility("hidden"))); \
+	extern const char tfo_name_##name[] __asm__("tfo_name_" #name) __attribute__((visibility("hidden")));
+LAZY_FUNCTIONS(DECLARE)
+
+/* Looks up every function not looked up yet (one missing is left alone:
+ * its first call reports it). Called by fdtable.rs the first time libtfo
+ * tracks a socket. */
+__attribute__((visibility("hidden"))) void tfo_lazy_resolve_all(void)
+{
+#define RESOLVE(name)                                                                  \
+	if (!__atomic_load_n(&tfo_slot_##name, __ATOMIC_ACQUIRE)) {                     \
+		void *found = dlsym(RTLD_DEFAULT, tfo_name_##name);                         \
+		if (found)                                                              \
+			__atomic_store_n(&tfo_slot_##name, found, __ATOMIC_RELEASE);         \
+	}
+	LAZY_FUNCTIONS(RESOLVE)
+}
+
+#else
+
+/* Elsewhere the loader binds libc's functions at load, as usual. */
+__attribute__((visibility("hidden"))) void tfo_lazy_resolve_all(void) {}
 
 #endif
