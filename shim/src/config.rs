@@ -59,7 +59,6 @@ pub struct Config {
     /// Failure memory: where (TFO_STATE_DIR; see `state_dir()`), and the
     /// first backoff in seconds.
     state_dir: Option<String>,
-    default_state_dir: OnceLock<Option<String>>,
     pub backoff_secs: u64,
 }
 
@@ -68,7 +67,7 @@ impl Config {
     /// settled on first use (building it allocates, which the constructor
     /// avoids: see `init`).
     pub fn state_dir(&self) -> Option<&str> {
-        self.state_dir.as_deref().or_else(|| self.default_state_dir.get_or_init(default_state_dir).as_deref())
+        self.state_dir.as_deref().or_else(|| DEFAULT_STATE_DIR.get_or_init(default_state_dir).as_deref())
     }
 }
 
@@ -80,6 +79,12 @@ impl Config {
 /// stores one word and runs no other code (each page of code it runs costs
 /// every process a page fault).
 static CONFIG: AtomicPtr<Config> = AtomicPtr::new(&BEFORE_INIT as *const Config as *mut Config);
+
+/// The failure memory's default directory, settled on first use (it
+/// depends on the environment only). Outside `Config`, so that a Config
+/// has no interior mutability and the two below are read-only data: each
+/// page of writable data costs every process a fault.
+static DEFAULT_STATE_DIR: OnceLock<Option<String>> = OnceLock::new();
 
 static BEFORE_INIT: Config = {
     let mut off = defaults(None);
@@ -109,7 +114,6 @@ const fn defaults(state_dir: Option<String>) -> Config {
         server: None,
         stats: None,
         state_dir,
-        default_state_dir: OnceLock::new(),
         backoff_secs: 600,
     }
 }

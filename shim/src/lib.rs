@@ -16,8 +16,9 @@
 //! * [`state`]: the deferred-connect state machine (every transition);
 //!   [`retain`]: SYN data kept for a retry; [`watch`]: an epoll instance's
 //!   recorded registrations; [`fdtable`]: which fds are ours, lock-free;
-//!   [`failures`]: failure memory; [`stats`]: counters; [`memo`]: the
-//!   emulation's route and cookie answers, kept for a second.
+//!   [`failures`]: failure memory (destinations and paths); [`fetch`]:
+//!   cookie requests on libtfo's own connections; [`stats`]: counters;
+//!   [`memo`]: route, cookie and backoff answers, kept for a second.
 //! * `hooks::*`: one module per family of intercepted calls.
 //! * [`export`]: the C edge (errno written here, panics stopped here).
 
@@ -32,6 +33,7 @@ mod config;
 mod errno;
 mod failures;
 mod fdtable;
+mod fetch;
 mod freestack;
 mod hooks;
 mod kernel;
@@ -66,11 +68,13 @@ extern "C" fn on_load(_argc: libc::c_int, _argv: *const *const libc::c_char, env
     }
 }
 
-/// Runs at normal exit: the statistics file; the sockets shared with
-/// other processes are let go (`shared.rs`). Neither is called in a
-/// process that has nothing for them (see `on_load`).
+/// Runs at normal exit: cookie fetches are judged or let go (`fetch.rs`);
+/// the statistics file; the sockets shared with other processes are let
+/// go (`shared.rs`). None of them does anything in a process that has
+/// nothing for them, and the last two are not even called (see `on_load`).
 #[link_section = ".tfo_lifetime"]
 extern "C" fn on_unload() {
+    fetch::reap(fetch::Moment::Exit);
     if config::get().stats.is_some() {
         stats::write_file();
     }

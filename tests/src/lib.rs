@@ -65,8 +65,16 @@ pub struct Netns {
     /// /etc/ld.so.preload seen only inside the namespace.
     pub etc_preload: Option<PathBuf>,
     /// With `delay`: the relay drops (`drop`), answers with a RST (`reset`)
-    /// or strips the data of (`strip`) SYNs carrying data towards 198.18.0.2.
+    /// or strips the data of (`strip`) SYNs carrying data towards 198.18.0.2,
+    /// or drops every SYN carrying the Fast Open option (`option`).
     pub syn_data: Option<String>,
+    /// With `syn_data`: only SYNs towards this address, and only the first
+    /// this many of them.
+    pub syn_data_to: Option<String>,
+    pub syn_data_count: Option<u32>,
+    /// With `delay`: the server namespace answers at 198.18.0.2 up to
+    /// 198.18.0.(peers+1), destinations sharing one path.
+    pub peers: Option<u32>,
     /// With `delay`: the relay drops this percentage of the packets in
     /// each direction at random (seeded by `loss_seed`, default 1).
     pub loss: Option<f64>,
@@ -111,6 +119,15 @@ impl Netns {
         }
         if let Some(mode) = &self.syn_data {
             cmd.args(["--syn-data", mode]);
+        }
+        if let Some(to) = &self.syn_data_to {
+            cmd.args(["--syn-data-to", to]);
+        }
+        if let Some(n) = self.syn_data_count {
+            cmd.args(["--syn-data-count", &n.to_string()]);
+        }
+        if let Some(n) = self.peers {
+            cmd.args(["--peers", &n.to_string()]);
         }
         if let Some(percent) = self.loss {
             cmd.args(["--loss", &percent.to_string()]);

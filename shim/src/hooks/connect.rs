@@ -25,7 +25,7 @@ use crate::kernel::{self, MSG_FASTOPEN, TCP_FASTOPEN_CONNECT, TCP_SYN_SENT, TFO_
 use crate::log::{debug, warning};
 use crate::state::{Endpoints, Engine, Phase, Wait, FLAG_HAS_CONNECTED, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_KERNEL_DISCONNECTING, FLAG_HAS_LISTENED, FLAG_LISTENING, FLAG_READ_SHUT, FLAG_WRITE_SHUT};
 use crate::stats::{self, Counter};
-use crate::{failures, memo, policy, real};
+use crate::{failures, fetch, memo, policy, real};
 use libc::{c_int, sockaddr, socklen_t};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -331,6 +331,7 @@ fn plain(why: Counter) -> Answer<c_int> {
 /// Auto mode: the first connect() of a TCP socket made by socket().
 fn auto_connect(fd: c_int, dest: Option<SockAddr>) -> Answer<c_int> {
     fdtable::clear_candidate(fd);
+    fetch::reap(fetch::Moment::Now);
     let config = config::get();
     let Some((dest, ip)) = dest.and_then(|d| Some((d, d.ip()?))) else { return Real };
     stats::count(Counter::SocketsSeen);
@@ -341,6 +342,16 @@ fn auto_connect(fd: c_int, dest: Option<SockAddr>) -> Answer<c_int> {
         debug!("fd {fd} {dest}: recent Fast Open failure on this path; plain connect");
         return plain(Counter::FallbackFailureMemory);
     }
+    // No cookie yet: this connection goes plainly, and the cookie request
+    // on a connection of libtfo's own, which costs the program nothing if
+    // the path drops it (fetch.rs). (In a no-cookie mode the kernel defers
+    // without one.)
+    // Where the cookie cache cannot be read (netlink denied), the kernel's
+    // own option still can: it asks for the cookie on this SYN, as before.
+    if memo::cookie_cached(policy::canonical(ip), IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)) == Some(false) && !no_cookie_mode(fd) {
+        ask_for_cookie(fd, &dest);
+        return plain(Counter::FallbackNoCookie);
+    }
     let engine = match config.backend {
         Backend::Emulate => Engine::Emulated,
         Backend::Auto if KERNEL_LACKS_OPTION.load(Ordering::Relaxed) => Engine::Emulated,
@@ -350,6 +361,24 @@ fn auto_connect(fd: c_int, dest: Option<SockAddr>) -> Answer<c_int> {
         Engine::Kernel => kernel_deferral(fd, dest),
         Engine::Emulated => emulated_deferral(fd, dest, ip),
     }
+}
+
+/// Starts a cookie fetch for `dest` beside the program's socket `fd`,
+/// unless the path it would take is in backoff.
+fn ask_for_cookie(fd: c_int, dest: &SockAddr) {
+    let Ok(local) = kernel::local_address(fd) else { return };
+    let Some(source) = memo::source_for(fd, &local, dest) else { return };
+    if failures::path_in_backoff(source) {
+        debug!("fd {fd} {dest}: Fast Open fails on the path from {source}; no cookie request");
+        return;
+    }
+    fetch::start(fd, dest, source);
+}
+
+/// A path in backoff gets no Fast Open: the socket's own source address
+/// names it (`None` when it cannot be read: no backoff known).
+fn path_stopped(source: Option<IpAddr>) -> bool {
+    source.is_some_and(|s| !s.is_unspecified() && failures::path_in_backoff(s))
 }
 
 /// The kernel's own deferred connect, the default where it exists: one
@@ -382,11 +411,30 @@ fn kernel_deferral(fd: c_int, dest: SockAddr) -> Answer<c_int> {
             stats::count(Counter::FallbackError);
             return Done(result);
         };
+        // Deferred: the kernel chose the source address, and so the path.
+        if path_stopped(kernel::local_address(fd).ok().and_then(|a| a.ip())) {
+            fdtable::forget(fd);
+            return Done(undo_deferral(fd, &dest));
+        }
         entry.conn.start_auto(Engine::Kernel, dest.family(), Endpoints { remote: dest, local: SockAddr::empty() });
         stats::count(Counter::ConnectionsDeferred);
         debug!("fd {fd} {dest}: connect deferred (kernel)");
     }
     Done(result)
+}
+
+/// Takes back the kernel's deferred connect (a disconnect that sends
+/// nothing from SYN_SENT, then the option off) and connects plainly, as
+/// the program asked.
+fn undo_deferral(fd: c_int, dest: &SockAddr) -> SysResult<c_int> {
+    let unspec = SockAddr::any(libc::AF_UNSPEC);
+    // SAFETY: a valid AF_UNSPEC address.
+    let _ = check(unsafe { real::connect(fd, unspec.as_ptr(), unspec.len()) });
+    // Only back in CLOSE may the option change (EINVAL in SYN_SENT).
+    let _ = kernel::set_int_option(fd, libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 0);
+    stats::count(Counter::FallbackFailureMemory);
+    // SAFETY: `dest` is a valid address of its length.
+    check(unsafe { real::connect(fd, dest.as_ptr(), dest.len()) })
 }
 
 /// The emulation, for kernels without TCP_FASTOPEN_CONNECT (or when asked).
@@ -396,6 +444,7 @@ fn emulated_deferral(fd: c_int, dest: SockAddr, ip: IpAddr) -> Answer<c_int> {
         return plain(Counter::FallbackDisabled);
     }
     match deferral(fd, family, &dest, ip) {
+        Some(local) if path_stopped(local.ip()) => plain(Counter::FallbackFailureMemory),
         Some(local) => {
             let Some(entry) = super::mark(fd) else { return plain(Counter::FallbackError) };
             entry.conn.start_auto(Engine::Emulated, family, Endpoints { remote: dest, local });
@@ -564,7 +613,7 @@ fn deferral(fd: c_int, family: c_int, dest: &SockAddr, ip: IpAddr) -> Option<Soc
     // The cookie first: with one (the common case) the no-cookie knobs do
     // not matter, and reading them costs four system calls. Connecting to
     // the wildcard address is connecting to the local host.
-    if !has_cookie(wildcard_is_local(ip, source), source) && !no_cookie_mode(fd) {
+    if !cookie_or_warn(wildcard_is_local(ip, source), source) && !no_cookie_mode(fd) {
         return None;
     }
     let mut local = kernel::with_local_port(fd, family, local)?;
@@ -583,22 +632,21 @@ fn wildcard_is_local(ip: IpAddr, source: IpAddr) -> IpAddr {
     }
 }
 
+/// The emulation needs the cookie cache: one that cannot be read (netlink
+/// denied) means no deferral, said once.
+fn cookie_or_warn(dest: IpAddr, source: IpAddr) -> bool {
+    memo::cookie_cached(dest, source).unwrap_or_else(|| {
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            warning!("cannot read the kernel's Fast Open cookies; connecting without deferral");
+        }
+        false
+    })
+}
+
 /// Client no-cookie mode: the sysctl bit or the socket option (spec §2).
 fn no_cookie_mode(fd: c_int) -> bool {
     kernel::fastopen_sysctl().unwrap_or(0) & TFO_CLIENT_NO_COOKIE != 0 || kernel::socket_no_cookie(fd)
-}
-
-fn has_cookie(dest: IpAddr, source: IpAddr) -> bool {
-    static WARNED: AtomicBool = AtomicBool::new(false);
-    memo::has_cookie(dest, source, || match cookie_store::has_cookie(dest, Some(source)) {
-        Ok(cached) => cached,
-        Err(e) => {
-            if !WARNED.swap(true, Ordering::Relaxed) {
-                warning!("cannot read the kernel's Fast Open cookies ({e}); connecting without deferral");
-            }
-            false
-        }
-    })
 }
 
 /// No cookie: the SYN leaves now and asks for one. A zero-length

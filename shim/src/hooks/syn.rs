@@ -402,7 +402,7 @@ fn connect_plainly(fd: c_int, entry: &Entry, nonblocking: bool) -> SysResult<()>
 fn retry_blocking(fd: c_int, entry: &Entry, payload: &Payload, flags: c_int, refused: SysResult<ssize_t>) -> SysResult<ssize_t> {
     match connect_plainly(fd, entry, false) {
         Ok(()) => {
-            remember(entry, Reason::Reset);
+            remember(fd, entry, Reason::Reset);
             stats::count(Counter::ResetRetries);
             payload.send(fd, flags, None)
         }
@@ -444,7 +444,7 @@ fn retry_kept(fd: c_int, entry: &Entry) -> SysResult<()> {
             Err(e) => return Err(e),
         }
     }
-    remember(entry, Reason::Reset);
+    remember(fd, entry, Reason::Reset);
     stats::count(Counter::ResetRetries);
     Ok(())
 }
@@ -505,10 +505,20 @@ pub fn resolve(fd: c_int, entry: &Entry, retry: bool) -> Outcome {
         _ => {
             if info.options & TCPI_OPT_SYN_DATA != 0 {
                 stats::count(Counter::SynDataAcked);
+                failures::path_worked(failures::Worked::Data, || source_of(fd, entry));
             }
+            // The SYN with data went unanswered and its plain retransmission
+            // got through at once (two retransmissions: that SYN, then the
+            // data it no longer carried): the data was the trouble. More say
+            // the path loses packets anyway: the destination backs off, the
+            // path is not blamed.
             if info.fastopen_client_fail == TFO_SYN_RETRANSMITTED {
                 stats::count(Counter::SynDataDropped);
-                remember(entry, Reason::Dropped);
+                if info.total_retrans <= 2 {
+                    remember(fd, entry, Reason::Dropped);
+                } else if let Some(ip) = entry.conn.endpoints().remote.ip() {
+                    failures::record(ip, Reason::Dropped, 0);
+                }
             }
             conn.resolved();
             Outcome::Settled
@@ -516,8 +526,9 @@ pub fn resolve(fd: c_int, entry: &Entry, retry: bool) -> Outcome {
     }
 }
 
-/// The path to this destination broke Fast Open: back off from it.
-fn remember(entry: &Entry, reason: Reason) {
+/// The path to this destination broke Fast Open: back off from it, and
+/// tell the path's memory (`failures::path_failed`).
+fn remember(fd: c_int, entry: &Entry, reason: Reason) {
     let remote = entry.conn.endpoints().remote;
     let Some(ip) = remote.ip() else { return };
     info!("{remote}: the SYN's data was {}", if reason == Reason::Reset { "reset" } else { "dropped" });
@@ -529,6 +540,18 @@ fn remember(entry: &Entry, reason: Reason) {
         0
     };
     failures::record(ip, reason, u32::from(drops));
+    if let Some(source) = source_of(fd, entry) {
+        failures::path_failed(source, ip, reason);
+    }
+}
+
+/// The local address `fd` sends from.
+fn source_of(fd: c_int, entry: &Entry) -> Option<std::net::IpAddr> {
+    match entry.conn.engine() {
+        Engine::Emulated => entry.conn.endpoints().local.ip(),
+        Engine::Kernel => kernel::local_address(fd).ok()?.ip(),
+    }
+    .filter(|ip| !ip.is_unspecified())
 }
 
 /// Sends the deferred SYN now, without data and without waiting, counting
