@@ -29,7 +29,7 @@ use crate::log::{debug, info};
 use crate::real;
 use crate::retain;
 use crate::fdtable;
-use crate::state::{Engine, Origin, Phase, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_WAITED_ON};
+use crate::state::{Engine, Origin, Phase, FLAG_WAITED_ON};
 use crate::timer;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::stats::{self, Counter};
@@ -192,8 +192,7 @@ fn explicit_first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int
             }
             // A call that did not wait leaves the socket layer "connecting".
             let waited = flags & libc::MSG_DONTWAIT == 0 && !kernel::is_nonblocking(fd);
-            conn.set_flag(FLAG_KERNEL_CONNECTING, !waited && matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))));
-            conn.set_flag(FLAG_KERNEL_CONNECTED, waited && result.is_ok());
+            conn.socket_connect_went(!waited && matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))), waited && result.is_ok());
             Done(result)
         }
     }
@@ -202,7 +201,7 @@ fn explicit_first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int
 /// The SYN left (or another process's did): the error a disconnect left is
 /// cleared, epoll registrations go back to the kernel.
 fn syn_gone(fd: c_int, entry: &Entry, with_data_to_confirm: bool) {
-    entry.conn.set_pending_error(0);
+    entry.conn.drop_held_error();
     entry.conn.syn_left(with_data_to_confirm);
     super::registrations::release(fd, entry);
 }
@@ -497,14 +496,14 @@ pub fn resolve(fd: c_int, entry: &Entry, retry: bool) -> Outcome {
                 debug!("fd {fd} {}: SYN with data reset; connecting again without data", conn.endpoints().remote);
                 let outcome = retry_kept(fd, entry);
                 if let Err(Errno(e)) = outcome {
-                    conn.set_pending_error(e);
+                    conn.hold_error(e);
                 }
                 conn.resolved();
                 return if outcome.is_ok() { Outcome::Retried } else { Outcome::Settled };
             }
             if err != 0 {
                 // Consumed to look at it: the program still gets it once.
-                conn.set_pending_error(err);
+                conn.hold_error(err);
             }
             conn.resolved();
             Outcome::Settled
@@ -668,7 +667,7 @@ fn wait_starts(entry: &Entry, caller_waits: bool, sees_a_late_start: bool) -> bo
     if age >= WAITED_ON_CAP_MS || !sees_a_late_start || entry.conn.deferred_by() == crate::lock::current_tid() {
         return true;
     }
-    entry.conn.set_flag(FLAG_WAITED_ON, true);
+    entry.conn.waited_on_elsewhere();
     false
 }
 
@@ -812,6 +811,6 @@ static QUIET_BEFORE: AtomicBool = AtomicBool::new(false);
 /// reuses the number.
 pub fn settle_before_close(entry: &Entry) {
     if entry.conn.phase() == Phase::Sending {
-        entry.conn.wait_while(|p| p == Phase::Sending, Some(kernel::after(10_000_000)), || true);
+        entry.conn.wait_while(|p| p == Phase::Sending, Some(kernel::after(10_000_000)), true, || true);
     }
 }
