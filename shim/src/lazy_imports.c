@@ -159,19 +159,33 @@ __asm__(".pushsection .text.__wrap_dlsym,\"ax\",@progbits\n"
 	X(munmap) \
 	X(open) \
 	X(open64) \
+	X(pause) \
 	X(pipe2) \
 	X(posix_memalign) \
 	X(pread) \
 	X(process_vm_readv) \
+	X(pthread_attr_destroy) \
+	X(pthread_attr_init) \
+	X(pthread_attr_setstacksize) \
+	X(pthread_create) \
+	X(pthread_detach) \
+	X(pthread_key_create) \
+	X(pthread_key_delete) \
+	X(pthread_self) \
+	X(pthread_setname_np) \
+	X(pthread_setspecific) \
+	X(pthread_sigmask) \
 	X(readlink) \
 	X(realloc) \
 	X(realpath) \
 	X(sched_yield) \
 	X(sigaction) \
+	X(sigfillset) \
 	X(stat64) \
 	X(statx) \
 	X(strlen) \
 	X(syscall) \
+	X(sysconf) \
 	X(tee) \
 
 LAZY_FUNCTIONS(STUB)
