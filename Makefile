@@ -42,7 +42,7 @@ target/examples/%: bench/%.c
 	$(CC) $(CFLAGS) -o $@ $<
 
 # (tfo_badinput passes NULL and invalid pointers on purpose.)
-target/examples/%: tests/programs/%.c tests/programs/frame.h tests/programs/target.h
+target/examples/%: tests/programs/%.c tests/programs/frame.h tests/programs/target.h tests/programs/seccomp.h
 	@mkdir -p target/examples
 	$(CC) $(CFLAGS) -pthread -Wno-nonnull -Wno-stringop-overflow -Wno-stringop-overread -o $@ $<
 

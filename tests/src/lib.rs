@@ -15,7 +15,7 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// target/release/libtfo.so, or $TFO_TEST_LIB (a copy a long fuzz run uses
+/// target/release/libtfo.so, or $TFO_TEST_LIB (a copy, also named libtfo.so, a long fuzz run uses
 /// while the library is rebuilt).
 pub fn library() -> PathBuf {
     artifact(std::env::var_os("TFO_TEST_LIB").map_or_else(|| root().join("target/release/libtfo.so"), PathBuf::from))
