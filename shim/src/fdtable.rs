@@ -72,6 +72,9 @@ const MAX_CHUNKS: usize = MAX_FDS / CHUNK_LEN;
 static CHUNKS: [AtomicPtr<Entry>; MAX_CHUNKS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS];
 /// One above the highest fd ever tracked: scans (before exec) stop there.
+/// In .data, beside what loading writes anyway: the destructor reads it in
+/// every process, and in .bss that read would fault a page in at exit.
+#[link_section = ".data.tfo_fd_limit"]
 static FD_LIMIT: AtomicU32 = AtomicU32::new(0);
 /// How many fd numbers point to an entry now: while none does, calls that
 /// take arrays of fds (poll, select) need not look at them.
@@ -291,6 +294,15 @@ fn allocate() -> Option<u32> {
     let index = NEXT_FRESH.fetch_add(1, Ordering::Relaxed);
     let chunk = CHUNKS.get(index as usize / CHUNK_LEN)?;
     if chunk.load(Ordering::Acquire).is_null() {
+        if index as usize / CHUNK_LEN == 0 {
+            extern "C" {
+                fn tfo_lazy_resolve_all();
+            }
+            // The first socket tracked: every libc function libtfo calls is
+            // looked up now (lazy_imports.c), not in a hook's later path.
+            // SAFETY: a C function without arguments or preconditions.
+            unsafe { tfo_lazy_resolve_all() };
+        }
         let fresh: Box<[Entry]> = (0..CHUNK_LEN).map(|_| Entry::default()).collect();
         let fresh = Box::into_raw(fresh) as *mut Entry;
         if chunk
