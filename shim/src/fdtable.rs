@@ -62,7 +62,9 @@ static NUMBERS: [AtomicU32; MAX_FDS] = [const { AtomicU32::new(0) }; MAX_FDS];
 const CANDIDATE: u32 = 1;
 const WATCHED: u32 = 2;
 const OPTION_SET: u32 = 4;
-const FLAGS: u32 = CANDIDATE | WATCHED | OPTION_SET;
+/// ...and one that listened while libtfo did not track it.
+const LISTENED: u32 = 8;
+const FLAGS: u32 = CANDIDATE | WATCHED | OPTION_SET | LISTENED;
 
 const CHUNK_LEN: usize = 1024;
 const MAX_CHUNKS: usize = MAX_FDS / CHUNK_LEN;
@@ -165,6 +167,21 @@ pub fn note_option_set(fd: c_int) {
         let old = number.load(Ordering::Relaxed);
         number.store((old & !CANDIDATE) | OPTION_SET, Ordering::Relaxed);
     }
+}
+
+/// `fd` listened before libtfo tracked it (Linux 6.18 then refuses its
+/// every connect(): the kernel's to answer, whatever libtfo learns later).
+#[inline]
+pub fn note_listened(fd: c_int) {
+    if let Some(number) = NUMBERS.get(fd as usize) {
+        number.fetch_or(LISTENED, Ordering::Relaxed);
+    }
+}
+
+/// See `note_listened`.
+#[inline]
+pub fn listened(fd: c_int) -> bool {
+    NUMBERS.get(fd as usize).is_some_and(|n| n.load(Ordering::Relaxed) & LISTENED != 0)
 }
 
 /// A TCP socket that may defer its connect some day: a candidate for auto

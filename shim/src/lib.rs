@@ -5,22 +5,24 @@
 //! socket Fast Open on its own (auto mode, the default), through the
 //! kernel's own option where the kernel has it. See ARCHITECTURE.md.
 //!
-//! Modules, each depending only on those above it:
+//! Modules, each depending only on those above it (ARCHITECTURE.md's order):
 //!
-//! * [`config`] (`TFO_*` variables; [`policy`]: ports and address ranges),
-//!   [`errno`] (the one error type), [`log`] (one-line diagnostics) — none
-//!   of them uses anything else of the library but config.
-//! * [`real`]: the libc functions behind the hooks.
-//! * [`addr`]: socket addresses; [`kernel`]: questions asked of the kernel
-//!   (socket options, TCP_INFO, the sysctl, futex waits).
+//! * [`errno`] (the one error type), [`addr`] (socket addresses),
+//!   [`policy`] (ports and address ranges), [`lock`], [`freestack`].
+//! * [`config`] (`TFO_*` variables), [`watch`] (an epoll instance's recorded
+//!   registrations), [`retain`] (SYN data kept for a retry), [`shared`].
+//! * [`log`] (one-line diagnostics).
+//! * [`real`] (the libc functions behind the hooks), [`stats`], [`export`]
+//!   (the C edge: errno written here, panics stopped here).
+//! * [`kernel`]: questions asked of the kernel (socket options, TCP_INFO,
+//!   the sysctl, futex waits).
 //! * [`state`]: the deferred-connect state machine (every transition);
-//!   [`retain`]: SYN data kept for a retry; [`watch`]: an epoll instance's
-//!   recorded registrations; [`fdtable`]: which fds are ours, lock-free;
-//!   [`failures`]: failure memory (destinations and paths); [`fetch`]:
-//!   cookie requests on libtfo's own connections; [`stats`]: counters;
 //!   [`memo`]: route, cookie and backoff answers, kept for a second.
-//! * `hooks::*`: one module per family of intercepted calls.
-//! * [`export`]: the C edge (errno written here, panics stopped here).
+//! * [`fdtable`]: which fds are ours, lock-free; [`failures`]: failure
+//!   memory (destinations and paths).
+//! * [`fetch`]: cookie requests on libtfo's own connections.
+//! * `hooks::*`: one module per family of intercepted calls, over the
+//!   shared `registrations`, `syn` and `readiness`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -15,8 +15,10 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// target/release/libtfo.so, or $TFO_TEST_LIB (a copy a long fuzz run uses
+/// while the library is rebuilt).
 pub fn library() -> PathBuf {
-    artifact(root().join("target/release/libtfo.so"))
+    artifact(std::env::var_os("TFO_TEST_LIB").map_or_else(|| root().join("target/release/libtfo.so"), PathBuf::from))
 }
 
 pub fn example(name: &str) -> PathBuf {
@@ -68,6 +70,11 @@ pub enum Mode {
     Shim,
     ShimAuto,
     KernelBackend,
+    /// Explicit mode, the backend chosen by libtfo itself, on what looks
+    /// like a kernel before 4.11 (tests/programs/tfo_oldkernel.c: a seccomp
+    /// filter refuses TCP_FASTOPEN_CONNECT and TCP_FASTOPEN_NO_COOKIE), so
+    /// the emulation runs as it does there.
+    OldKernel,
 }
 
 /// Options of one run in a fresh namespace.
@@ -165,7 +172,9 @@ impl Netns {
         }
         // Scripts preload programs themselves with $TFO_LIB.
         cmd.env("TFO_LIB", library()).env("TFO_ROOT", root());
-        if mode != Mode::Native {
+        if mode == Mode::OldKernel {
+            cmd.env_remove("TFO_BACKEND").env("TFO_MODE", "explicit");
+        } else if mode != Mode::Native {
             cmd.env("TFO_BACKEND", if mode == Mode::KernelBackend { "kernel" } else { "emulate" });
             cmd.env("TFO_MODE", if mode == Mode::ShimAuto { "auto" } else { "explicit" });
         } else {
@@ -174,7 +183,11 @@ impl Netns {
         }
         cmd.env("TFO_EXAMPLES", root().join("target/examples"));
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.arg("--").args(command);
+        cmd.arg("--");
+        if mode == Mode::OldKernel {
+            cmd.arg(example("tfo_oldkernel"));
+        }
+        cmd.args(command);
         cmd.output().expect("cannot run tests/in-netns")
     }
 

@@ -36,7 +36,11 @@ fn duplicated(fd: c_int, copy: c_int) -> c_int {
                 super::registrations::adopt(fd, entry);
             }
         }
-        // Whatever `copy` was before, the kernel closed it.
+        // Whatever `copy` was before, the kernel closed it (a held epoll
+        // registration moves to a dup left open, as at close()).
+        if let Some(closed) = fdtable::lookup(copy) {
+            super::registrations::before_close(copy, closed);
+        }
         fdtable::renumber(copy, candidate);
         fdtable::share(fd, copy);
     }

@@ -24,7 +24,7 @@ use crate::kernel::{self, MSG_FASTOPEN, TCPI_OPT_SYN_DATA, TCP_CLOSE, TCP_FASTOP
 use crate::log::{debug, info};
 use crate::real;
 use crate::retain;
-use crate::state::{Engine, Origin, Phase, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING};
+use crate::state::{Engine, Origin, Phase};
 use crate::stats::{self, Counter};
 use libc::{c_int, c_void, iovec, msghdr, size_t, ssize_t};
 
@@ -185,8 +185,7 @@ fn explicit_first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int
             }
             // A call that did not wait leaves the socket layer "connecting".
             let waited = flags & libc::MSG_DONTWAIT == 0 && !kernel::is_nonblocking(fd);
-            conn.set_flag(FLAG_KERNEL_CONNECTING, !waited && matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))));
-            conn.set_flag(FLAG_KERNEL_CONNECTED, waited && result.is_ok());
+            conn.socket_connect_went(!waited && matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))), waited && result.is_ok());
             Done(result)
         }
     }
@@ -195,7 +194,7 @@ fn explicit_first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int
 /// The SYN left (or another process's did): the error a disconnect left is
 /// cleared, epoll registrations go back to the kernel.
 fn syn_gone(fd: c_int, entry: &Entry, with_data_to_confirm: bool) {
-    entry.conn.set_pending_error(0);
+    entry.conn.drop_held_error();
     entry.conn.syn_left(with_data_to_confirm);
     super::registrations::release(fd, entry);
 }
@@ -490,14 +489,14 @@ pub fn resolve(fd: c_int, entry: &Entry, retry: bool) -> Outcome {
                 debug!("fd {fd} {}: SYN with data reset; connecting again without data", conn.endpoints().remote);
                 let outcome = retry_kept(fd, entry);
                 if let Err(Errno(e)) = outcome {
-                    conn.set_pending_error(e);
+                    conn.hold_error(e);
                 }
                 conn.resolved();
                 return if outcome.is_ok() { Outcome::Retried } else { Outcome::Settled };
             }
             if err != 0 {
                 // Consumed to look at it: the program still gets it once.
-                conn.set_pending_error(err);
+                conn.hold_error(err);
             }
             conn.resolved();
             Outcome::Settled
