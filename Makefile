@@ -37,7 +37,7 @@ target/examples/%: examples/%.c
 	@mkdir -p target/examples
 	$(CC) $(CFLAGS) -o $@ $<
 
-target/examples/%: bench/%.c
+target/examples/%: bench/%.c bench/preload_env.h
 	@mkdir -p target/examples
 	$(CC) $(CFLAGS) -o $@ $<
 
