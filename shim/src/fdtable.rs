@@ -58,11 +58,14 @@ static SLOTS: [AtomicU32; MAX_FDS] = [const { AtomicU32::new(0) }; MAX_FDS];
 static NUMBERS: [AtomicU32; MAX_FDS] = [const { AtomicU32::new(0) }; MAX_FDS];
 /// NUMBERS bits: a TCP socket not yet connected; registered with epoll
 /// while a candidate; a socket whose program set TCP_FASTOPEN_CONNECT (to
-/// any value: it may defer later); the rest is the generation.
+/// any value: it may defer later); an epoll instance made by
+/// `epoll_create` (its dups must share its registrations); the rest is the
+/// generation.
 const CANDIDATE: u32 = 1;
 const WATCHED: u32 = 2;
 const OPTION_SET: u32 = 4;
-const FLAGS: u32 = CANDIDATE | WATCHED | OPTION_SET;
+const EPOLL: u32 = 8;
+const FLAGS: u32 = CANDIDATE | WATCHED | OPTION_SET | EPOLL;
 
 const CHUNK_LEN: usize = 1024;
 const MAX_CHUNKS: usize = MAX_FDS / CHUNK_LEN;
@@ -169,6 +172,27 @@ pub fn note_option_set(fd: c_int) {
 #[inline]
 pub fn may_defer(fd: c_int) -> bool {
     NUMBERS.get(fd as usize).is_some_and(|n| n.load(Ordering::Relaxed) & (CANDIDATE | OPTION_SET) != 0)
+}
+
+/// `fd` is an epoll instance the program just made.
+#[inline]
+pub fn note_epoll(fd: c_int) {
+    if let Some(number) = NUMBERS.get(fd as usize) {
+        number.fetch_or(EPOLL, Ordering::Relaxed);
+    }
+}
+
+/// An epoll instance made by `epoll_create` that has no entry yet.
+#[inline]
+pub fn is_epoll(fd: c_int) -> bool {
+    NUMBERS.get(fd as usize).is_some_and(|n| n.load(Ordering::Relaxed) & EPOLL != 0)
+}
+
+/// A dup of `fd` must be followed: a socket that may defer, or an epoll
+/// instance (one load, as `may_defer`).
+#[inline]
+pub fn followed_by_dups(fd: c_int) -> bool {
+    NUMBERS.get(fd as usize).is_some_and(|n| n.load(Ordering::Relaxed) & (CANDIDATE | OPTION_SET | EPOLL) != 0)
 }
 
 /// `fd` connected (or tried to): no longer a candidate.

@@ -5,7 +5,8 @@
 //! the test compares every preloaded reply with the native one, counts the
 //! SYNs that carried data (client `TcpExtTCPFastOpenActive`) and the
 //! connections the server took on a cookie (`TcpExtTCPFastOpenPassive`),
-//! and compares the median times. A cookie for 198.18.0.2 is cached first
+//! and compares the times (medians reported, the fastest of each three
+//! compared: preloaded at most 30 ms + 25 % above plain). A cookie for 198.18.0.2 is cached first
 //! (`--prime`), so every preloaded connection is a repeat. No run may take
 //! 20 s (a hang fails it).
 //!
@@ -18,7 +19,7 @@
 //! disturb each other on a small machine.
 
 use std::sync::Mutex;
-use tfo_tests::{auto_env, script, Netns};
+use tfo_tests::{script, Netns};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -38,6 +39,7 @@ wait_port() {
 }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+minimum() { printf '%s\n' "$@" | sort -n | head -n 1; }
 # run_case NAME EXPECTED COMMAND: the bash command line COMMAND three times
 # natively and three times preloaded, alternating; $PRE is empty natively
 # and "env LD_PRELOAD=..." preloaded, $ON 0 or 1. Prints one result line.
@@ -62,7 +64,7 @@ run_case() {
 			if [ $st = 0 ] && [[ "$out" == *"$expected"* ]]; then good=$((good + 1)); else echo "bad $name on=$on $i: status $st: $out"; fi
 		done
 	done
-	echo "result $name good=$good same=$same syn=$active passive=$passive native=$(median "${nat[@]}") preload=$(median "${pre[@]}")"
+	echo "result $name good=$good same=$same syn=$active passive=$passive native=$(median "${nat[@]}") preload=$(median "${pre[@]}") native_min=$(minimum "${nat[@]}") preload_min=$(minimum "${pre[@]}")"
 }
 in_peer python3 "$R/tests/programs/servers.py" 198.18.0.2 http:8000 eof:7100 > /dev/null 2>&1 &
 wait_port 198.18.0.2 8000; wait_port 198.18.0.2 7100
@@ -89,6 +91,8 @@ struct Row {
     passive: i64,
     native: i64,
     preload: i64,
+    native_min: i64,
+    preload_min: i64,
 }
 
 fn rows(out: &str) -> Vec<Row> {
@@ -98,43 +102,55 @@ fn rows(out: &str) -> Vec<Row> {
             let mut words = l.split_whitespace();
             let name = words.next().unwrap().to_string();
             let field = |k: &str| l.split_whitespace().find_map(|w| w.strip_prefix(k)?.strip_prefix('=')?.parse().ok()).unwrap_or(-1);
-            Row { name, good: field("good"), same: field("same"), syn: field("syn"), passive: field("passive"), native: field("native"), preload: field("preload") }
+            Row { name, good: field("good"), same: field("same"), syn: field("syn"), passive: field("passive"), native: field("native"), preload: field("preload"), native_min: field("native_min"), preload_min: field("preload_min") }
         })
         .collect()
 }
 
-/// Runs one group's script and checks every program of `expected`.
+/// Runs one group's script and checks every program of `expected`, with
+/// the kernel's deferred connect (TFO_BACKEND=auto) and with the emulation
+/// (as on kernels without TCP_FASTOPEN_CONNECT).
 fn matrix(setup_and_cases: &str, expected: &[(&str, Class)]) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let netns = Netns {
-        delay: Some(25),
-        prime: true,
-        // Client and server bits, and every listener takes Fast Open (0x400)
-        // unless it sets its own queue (nginx's fastopen=256 does).
-        sysctl: Some(0x403),
-        env: auto_env("auto").into_iter().filter(|(k, _)| k == "TFO_MODE").collect(),
-        time_limit: Some(600),
-        ..Netns::default()
-    };
-    let (out, ok) = script(&netns, &format!("{PRELUDE}\n{setup_and_cases}"));
-    eprintln!("{out}");
-    assert!(ok, "{out}");
-    let rows = rows(&out);
-    for &(name, class) in expected {
-        let row = rows.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("no result for {name}\n{out}"));
-        eprintln!(
-            "| {name} | {} ms | {} ms | {}/3 | {}/3 | {class:?} |",
-            row.native, row.preload, row.syn, row.passive
-        );
-        assert_eq!((row.good, row.same), (6, 3), "{name}: every run right, preloaded replies as native\n{out}");
-        let (syn, passive) = match class {
-            Class::ClientFirst => (3, 3),
-            Class::ServerFirst => (0, 3),
-            Class::NotLoaded => (0, 0),
+    for backend in ["auto", "emulate"] {
+        let netns = Netns {
+            delay: Some(25),
+            prime: true,
+            // Client and server bits, and every listener takes Fast Open (0x400)
+            // unless it sets its own queue (nginx's fastopen=256 does).
+            sysctl: Some(0x403),
+            // The defaults but the backend (loopback stays excluded).
+            env: vec![("TFO_MODE".into(), "auto".into()), ("TFO_BACKEND".into(), backend.into())],
+            time_limit: Some(600),
+            ..Netns::default()
         };
-        assert_eq!((row.syn, row.passive), (syn, passive), "{name} ({class:?}): SYNs with data, connections taken on a cookie\n{out}");
-        // Never slower than plain (a lost round trip is 50 ms here).
-        assert!(row.preload <= row.native + 30 + row.native / 4, "{name}: plain {} ms, preloaded {} ms\n{out}", row.native, row.preload);
+        let (out, ok) = script(&netns, &format!("{PRELUDE}\n{setup_and_cases}"));
+        eprintln!("--- {backend}\n{out}");
+        assert!(ok, "{backend}: {out}");
+        let rows = rows(&out);
+        for &(name, class) in expected {
+            let row = rows.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("{backend}: no result for {name}\n{out}"));
+            eprintln!("| {name} | {backend} | {} ms | {} ms | {}/3 | {}/3 | {class:?} |", row.native, row.preload, row.syn, row.passive);
+            assert_eq!((row.good, row.same), (6, 3), "{name} ({backend}): every run right, preloaded replies as native\n{out}");
+            let (syn, passive) = match class {
+                Class::ClientFirst => (3, 3),
+                Class::ServerFirst => (0, 3),
+                Class::NotLoaded => (0, 0),
+            };
+            assert_eq!(
+                (row.syn, row.passive),
+                (syn, passive),
+                "{name} ({class:?}, {backend}): SYNs with data, connections taken on a cookie\n{out}"
+            );
+            // Never slower than plain (a lost round trip is 50 ms here); the
+            // fastest of each three, the least disturbed by a busy machine.
+            assert!(
+                row.preload_min <= row.native_min + 30 + row.native_min / 4,
+                "{name} ({backend}): plain {} ms, preloaded {} ms at best\n{out}",
+                row.native_min,
+                row.preload_min
+            );
+        }
     }
 }
 
