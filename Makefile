@@ -10,10 +10,10 @@ CC      ?= gcc
 CFLAGS  ?= -O2 -g -Wall -Wextra
 EXAMPLES = tfo_client tfo_echo_server tfo_trace
 EXAMPLE_BINS = $(addprefix target/examples/,$(EXAMPLES))
-BENCHES  = fastpath fastpath_count ttfb bench_server rate sockets spawn
+BENCHES  = fastpath fastpath_count ttfb bench_server rate sockets spawn forks
 BENCH_BINS = $(addprefix target/examples/,$(BENCHES)) target/examples/libempty_preload.so
 # C programs of the reliability tests (tests/programs/*.c).
-TEST_PROGRAMS = tfo_stress tfo_signals tfo_procs tfo_badinput tfo_nonetlink
+TEST_PROGRAMS = tfo_stress tfo_signals tfo_procs tfo_badinput tfo_nonetlink tfo_oldkernel
 TEST_PROGRAM_BINS = $(addprefix target/examples/,$(TEST_PROGRAMS))
 
 PREFIX  ?= /usr/local

@@ -37,6 +37,7 @@
  *   splice=N          N bytes through a pipe
  *   dup               fd2 = dup(fd); swap: fd <-> fd2; closedup: close(fd2)
  *   dup2=T            dup2(fd, T) and use T from now on (the old fd stays open as fd2)
+ *   dup2over          dup2(fd, fd2): the second number (perhaps registered) names fd's file
  *   fork=STEPS        a child runs STEPS (comma-separated) on the same socket, then exits; the parent waits
  *   exec=STEPS        a child execs this program on the inherited socket to run STEPS; the parent waits
  *   spawn=STEPS       the same through posix_spawn
@@ -79,6 +80,13 @@
  *   accept accept4    (accept4 with SOCK_NONBLOCK; a new fd is closed at once)
  *   shutdown=bad      an invalid how (7)
  *   getsockname_len=L getpeername_len=L   with an address length L
+ *   selectx=SETS:FDS:MS pselectx=SETS:FDS:MS   select over several descriptors:
+ *                     SETS the sets given (letters of "rwe"; "-": all NULL), FDS
+ *                     '+'-separated slots (fd fd2 closed pipe: a number closed just
+ *                     before, a pipe's write end), each put in every set given;
+ *                     prints read/write/except bits per slot
+ *   pollx=FDS:MS      poll(POLLIN|POLLOUT|POLLRDHUP) over the slots; prints each revents
+ *   epoll_addx=SLOT:FLAGS   epoll_ctl(ADD) of one slot (data: fd 42, fd2 43, pipe 44, other 45)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -532,6 +540,42 @@ static const struct sockaddr *make_addr(const char *kind, struct sockaddr_storag
 }
 
 /* The steps the fuzzer added; returns 0 when NAME is not one of them. */
+/* The descriptor a slot name stands for (selectx, pollx, epoll_addx). */
+static int slot_fd(const char *slot)
+{
+	static int pipe_fds[2] = { -1, -1 };
+	/* First, so that a number closed for "closed" is not taken by it. */
+	if (pipe_fds[1] < 0 && pipe(pipe_fds) < 0)
+		return -1;
+	if (!strcmp(slot, "fd"))
+		return fd;
+	if (!strcmp(slot, "fd2"))
+		return fd2;
+	if (!strcmp(slot, "closed")) {
+		int c = dup(0);
+		if (c >= 0)
+			close(c);
+		return c < 0 ? 1000 : c;
+	}
+	if (!strcmp(slot, "pipe"))
+		return pipe_fds[1];
+	return atoi(slot);
+}
+
+/* Splits "a+b+c" into at most MAX slot descriptors; returns how many. */
+static int slot_fds(const char *list, int *out, const char **names, int max)
+{
+	static char copy[256];
+	char *save = NULL;
+	int n = 0;
+	snprintf(copy, sizeof(copy), "%s", list);
+	for (char *s = strtok_r(copy, "+", &save); s && n < max; s = strtok_r(NULL, "+", &save)) {
+		names[n] = s;
+		out[n++] = slot_fd(s);
+	}
+	return n;
+}
+
 static int run_fuzz_step(const char *name, const char *arg, long *ret, char *extra, size_t extra_len)
 {
 	char f[4][64];
@@ -771,6 +815,67 @@ static int run_fuzz_step(const char *name, const char *arg, long *ret, char *ext
 			r = 0;
 			errno = EDOM;
 		}
+	} else if (!strcmp(name, "selectx") || !strcmp(name, "pselectx")) {
+		fd_set sets[3], *given[3];
+		int fds[8], high = -1;
+		const char *names[8];
+		int count = slot_fds(nf > 1 ? f[1] : "fd", fds, names, 8);
+		long ms = nf > 2 ? atol(f[2]) : 0;
+		for (int s = 0; s < 3; s++) {
+			FD_ZERO(&sets[s]);
+			given[s] = strchr(f[0], "rwe"[s]) ? &sets[s] : NULL;
+		}
+		for (int i = 0; i < count; i++) {
+			if (fds[i] < 0 || fds[i] >= FD_SETSIZE)
+				continue;
+			high = fds[i] > high ? fds[i] : high;
+			for (int s = 0; s < 3; s++)
+				if (given[s])
+					FD_SET(fds[i], given[s]);
+		}
+		errno = EDOM;
+		if (name[0] == 'p') {
+			struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+			r = pselect(high + 1, given[0], given[1], given[2], &ts, NULL);
+		} else {
+			struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+			r = select(high + 1, given[0], given[1], given[2], &tv);
+		}
+		int err = errno;
+		size_t used = 0;
+		for (int i = 0; i < count && used < extra_len; i++) {
+			char bits[4] = "---";
+			for (int s = 0; s < 3; s++)
+				if (given[s] && fds[i] >= 0 && fds[i] < FD_SETSIZE && FD_ISSET(fds[i], given[s]))
+					bits[s] = "rwe"[s];
+			used += snprintf(extra + used, extra_len - used, "%s%s=%s", i ? " " : "", names[i], bits);
+		}
+		errno = err;
+	} else if (!strcmp(name, "pollx")) {
+		struct pollfd p[8];
+		int fds[8];
+		const char *names[8];
+		int count = slot_fds(f[0], fds, names, 8);
+		for (int i = 0; i < count; i++)
+			p[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN | POLLOUT | POLLRDHUP };
+		errno = EDOM;
+		r = poll(p, count, nf > 1 ? atoi(f[1]) : 0);
+		int err = errno;
+		size_t used = 0;
+		for (int i = 0; i < count && used < extra_len; i++) {
+			char mask[96];
+			mask_text(mask, sizeof(mask), p[i].revents);
+			used += snprintf(extra + used, extra_len - used, "%s%s:%s", i ? " " : "", names[i], mask + 8);
+		}
+		errno = err;
+	} else if (!strcmp(name, "epoll_addx")) {
+		if (epfd < 0)
+			epfd = epoll_create1(EPOLL_CLOEXEC);
+		struct epoll_event ev = { .events = epoll_flags(nf > 1 ? f[1] : "in,out") };
+		int which = slot_fd(f[0]);
+		ev.data.u64 = !strcmp(f[0], "fd") ? 42 : !strcmp(f[0], "fd2") ? 43 : !strcmp(f[0], "pipe") ? 44 : 45;
+		errno = EDOM;
+		r = epoll_ctl(epfd, EPOLL_CTL_ADD, which, &ev);
 	} else if (!strcmp(name, "getsockname_len") || !strcmp(name, "getpeername_len")) {
 		sl = (socklen_t)atol(arg);
 		memset(&ss, 0, sizeof(ss));
@@ -1015,6 +1120,8 @@ static void run(const char *step)
 		int e = posix_spawn(&pid, self_path, NULL, NULL, args, environ);
 		int status;
 		r = e == 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	} else if (!strcmp(name, "dup2over")) {
+		r = dup2(fd, fd2) < 0 ? -1 : 0;
 	} else if (!strcmp(name, "fdup")) {
 		fd2 = fcntl(fd, F_DUPFD_CLOEXEC, 10);
 		r = fd2 < 0 ? -1 : 0;

@@ -14,7 +14,7 @@ pub struct SockAddr {
 impl SockAddr {
     pub const MAX_LEN: socklen_t = size_of::<libc::sockaddr_in6>() as socklen_t;
 
-    pub fn empty() -> Self {
+    pub const fn empty() -> Self {
         // SAFETY: an all-zero sockaddr_in6 is a valid (AF_UNSPEC) value.
         SockAddr { storage: unsafe { std::mem::zeroed() }, len: 0 }
     }

@@ -6,6 +6,7 @@
 
 use crate::policy::{PortSet, Policy, Ranges};
 use std::ffi::CString;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
 
@@ -58,7 +59,6 @@ pub struct Config {
     /// Failure memory: where (TFO_STATE_DIR; see `state_dir()`), and the
     /// first backoff in seconds.
     state_dir: Option<String>,
-    default_state_dir: OnceLock<Option<String>>,
     pub backoff_secs: u64,
 }
 
@@ -67,26 +67,44 @@ impl Config {
     /// settled on first use (building it allocates, which the constructor
     /// avoids: see `init`).
     pub fn state_dir(&self) -> Option<&str> {
-        self.state_dir.as_deref().or_else(|| self.default_state_dir.get_or_init(default_state_dir).as_deref())
+        self.state_dir.as_deref().or_else(|| DEFAULT_STATE_DIR.get_or_init(default_state_dir).as_deref())
     }
 }
 
-static CONFIG: OnceLock<Config> = OnceLock::new();
+/// The configuration in force: BEFORE_INIT until the constructor ran (another
+/// library's constructor making calls: libtfo stays out of the way), then
+/// DEFAULTS, or the one read from TFO_* variables (leaked: it lives as long
+/// as the process). A pointer, not a OnceLock: the constructor of a process
+/// without TFO_* variables (every process under /etc/ld.so.preload) then
+/// stores one word and runs no other code (each page of code it runs costs
+/// every process a page fault).
+static CONFIG: AtomicPtr<Config> = AtomicPtr::new(&BEFORE_INIT as *const Config as *mut Config);
 
-/// Before the library's constructor ran (another library's constructor
-/// making calls), libtfo stays out of the way.
-static BEFORE_INIT: OnceLock<Config> = OnceLock::new();
+/// The failure memory's default directory, settled on first use (it
+/// depends on the environment only). Outside `Config`, so that a Config
+/// has no interior mutability and the two below are read-only data: each
+/// page of writable data costs every process a fault.
+static DEFAULT_STATE_DIR: OnceLock<Option<String>> = OnceLock::new();
+
+static BEFORE_INIT: Config = {
+    let mut off = defaults(None);
+    off.mode = Mode::Off;
+    off
+};
+static DEFAULTS: Config = defaults(None);
 
 /// The configuration.
 #[inline]
 pub fn get() -> &'static Config {
-    CONFIG.get().unwrap_or_else(|| BEFORE_INIT.get_or_init(|| Config { mode: Mode::Off, ..defaults(None) }))
+    // SAFETY: CONFIG points to one of the statics above or to a leaked Box,
+    // never freed.
+    unsafe { &*CONFIG.load(Ordering::Acquire) }
 }
 
 /// Nothing here allocates: with no TFO_* variable set (the common case,
 /// every process under /etc/ld.so.preload), loading libtfo leaves malloc
 /// untouched, and a process that never opens a socket pays nothing more.
-fn defaults(state_dir: Option<String>) -> Config {
+const fn defaults(state_dir: Option<String>) -> Config {
     Config {
         mode: Mode::Auto,
         backend: Backend::Auto,
@@ -96,37 +114,54 @@ fn defaults(state_dir: Option<String>) -> Config {
         server: None,
         stats: None,
         state_dir,
-        default_state_dir: OnceLock::new(),
         backoff_secs: 600,
     }
 }
 
-/// Reads the environment (called from the library constructor) and returns
-/// the warnings about values it did not understand.
-pub fn init() -> Vec<String> {
-    let env = Env { secure: secure_mode(), warnings: Vec::new() };
-    if env.secure || !any_tfo_variable() {
-        let _ = CONFIG.set(defaults(None));
+/// Called from the library constructor with the environment the loader
+/// passes it. Without TFO_* variables the defaults are in force; with some
+/// (and not under AT_SECURE) they are read, and the warnings about values
+/// not understood are returned. Inlined into the constructor, so that the
+/// usual case runs no code beyond it.
+#[inline(always)]
+pub fn init(envp: *const *const libc::c_char) -> Vec<String> {
+    // The scan first: without TFO_* variables getauxval is never called
+    // (its first call looks it up, which costs more than the scan).
+    if !any_tfo_variable(envp) {
+        CONFIG.store(&DEFAULTS as *const Config as *mut Config, Ordering::Release);
         return Vec::new();
     }
-    let (config, warnings) = read(env);
-    let _ = CONFIG.set(config);
+    init_from_environment()
+}
+
+#[cold]
+#[inline(never)]
+fn init_from_environment() -> Vec<String> {
+    if secure_mode() {
+        CONFIG.store(&DEFAULTS as *const Config as *mut Config, Ordering::Release);
+        return Vec::new();
+    }
+    let (config, warnings) = read(Env { secure: false, warnings: Vec::new() });
+    CONFIG.store(Box::into_raw(Box::new(config)), Ordering::Release);
     warnings
 }
 
-/// Whether the environment names any TFO_* variable. A scan of `environ`
-/// without std's lock or an allocation, so that the usual case, none, costs
-/// the constructor a few hundred instructions.
-fn any_tfo_variable() -> bool {
-    extern "C" {
-        static environ: *const *const libc::c_char;
-    }
-    // SAFETY: at load no other thread runs yet; environ is null or a
-    // null-terminated array of NUL-terminated strings.
+/// Whether the environment names any TFO_* variable. A scan of `envp`
+/// (the constructor's argument: libtfo imports no `environ`, which would
+/// cost every process a symbol lookup) without std's lock, an allocation or
+/// a libc call (each libc function's first call looks it up:
+/// lazy_imports.c), so that the usual case, none, costs the constructor a
+/// few hundred instructions.
+#[inline(always)]
+fn any_tfo_variable(envp: *const *const libc::c_char) -> bool {
+    // SAFETY: the loader passes null or the process's null-terminated array
+    // of NUL-terminated strings, and no other thread runs yet.
     unsafe {
-        let mut entry = environ;
+        let mut entry = envp;
         while !entry.is_null() && !(*entry).is_null() {
-            if std::ffi::CStr::from_ptr(*entry).to_bytes().starts_with(b"TFO_") {
+            let name = *entry as *const u8;
+            // Byte by byte: the string may be shorter than the prefix.
+            if *name == b'T' && *name.add(1) == b'F' && *name.add(2) == b'O' && *name.add(3) == b'_' {
                 return true;
             }
             entry = entry.add(1);

@@ -85,22 +85,10 @@ macro_rules! export {
     )*};
 }
 
-/// `fn name(args) -> ret, if let Some(x) = guard => { body }`: without a
-/// match the real function runs directly; with one, the guarded body does.
-/// The guard yields a tracked socket's entry, or any type written `Some(x: T)`.
+/// `fn name(args) -> ret, if let Some(x: T) = guard => { body }`: without
+/// a match the real function runs directly; with one, the guarded body
+/// does. (`hooks::export_tracked!` is this for a tracked socket's entry.)
 macro_rules! export_fd {
-    ($( $(#[$meta:meta])* fn $name:ident($fd:ident : $fd_ty:ty $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty,
-        if let Some($found:ident) = $guard:expr => $body:block )*) => {
-        export_fd! {$(
-            $(#[$meta])* fn $name($fd: $fd_ty $(, $arg: $ty)*) -> $ret,
-            if let Some($found: &'static $crate::fdtable::Entry) = $guard => {
-                // In the cold body, not the guard: the fast path stays
-                // frameless (a call in the guard costs every call its frame).
-                $crate::hooks::follow($fd, $found);
-                $body
-            }
-        )*}
-    };
     ($( $(#[$meta:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty,
         if let Some($found:ident : $fty:ty) = $guard:expr => $body:block )*) => {$(
         $(#[$meta])*

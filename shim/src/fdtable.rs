@@ -58,14 +58,16 @@ static SLOTS: [AtomicU32; MAX_FDS] = [const { AtomicU32::new(0) }; MAX_FDS];
 static NUMBERS: [AtomicU32; MAX_FDS] = [const { AtomicU32::new(0) }; MAX_FDS];
 /// NUMBERS bits: a TCP socket not yet connected; registered with epoll
 /// while a candidate; a socket whose program set TCP_FASTOPEN_CONNECT (to
-/// any value: it may defer later); an epoll instance made by
-/// `epoll_create` (its dups must share its registrations); the rest is the
-/// generation.
+/// any value: it may defer later); the rest is the generation.
 const CANDIDATE: u32 = 1;
 const WATCHED: u32 = 2;
 const OPTION_SET: u32 = 4;
-const EPOLL: u32 = 8;
-const FLAGS: u32 = CANDIDATE | WATCHED | OPTION_SET | EPOLL;
+/// ...and one that listened while libtfo did not track it.
+const LISTENED: u32 = 8;
+/// ...and an epoll instance made by `epoll_create` (its dups must share
+/// its recorded registrations).
+const EPOLL: u32 = 16;
+const FLAGS: u32 = CANDIDATE | WATCHED | OPTION_SET | LISTENED | EPOLL;
 
 const CHUNK_LEN: usize = 1024;
 const MAX_CHUNKS: usize = MAX_FDS / CHUNK_LEN;
@@ -73,6 +75,9 @@ const MAX_CHUNKS: usize = MAX_FDS / CHUNK_LEN;
 static CHUNKS: [AtomicPtr<Entry>; MAX_CHUNKS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS];
 /// One above the highest fd ever tracked: scans (before exec) stop there.
+/// In .data, beside what loading writes anyway: the destructor reads it in
+/// every process, and in .bss that read would fault a page in at exit.
+#[link_section = ".data.tfo_fd_limit"]
 static FD_LIMIT: AtomicU32 = AtomicU32::new(0);
 /// How many fd numbers point to an entry now: while none does, calls that
 /// take arrays of fds (poll, select) need not look at them.
@@ -165,6 +170,21 @@ pub fn note_option_set(fd: c_int) {
         let old = number.load(Ordering::Relaxed);
         number.store((old & !CANDIDATE) | OPTION_SET, Ordering::Relaxed);
     }
+}
+
+/// `fd` listened before libtfo tracked it (Linux 6.18 then refuses its
+/// every connect(): the kernel's to answer, whatever libtfo learns later).
+#[inline]
+pub fn note_listened(fd: c_int) {
+    if let Some(number) = NUMBERS.get(fd as usize) {
+        number.fetch_or(LISTENED, Ordering::Relaxed);
+    }
+}
+
+/// See `note_listened`.
+#[inline]
+pub fn listened(fd: c_int) -> bool {
+    NUMBERS.get(fd as usize).is_some_and(|n| n.load(Ordering::Relaxed) & LISTENED != 0)
 }
 
 /// A TCP socket that may defer its connect some day: a candidate for auto
@@ -298,6 +318,15 @@ fn allocate() -> Option<u32> {
     let index = NEXT_FRESH.fetch_add(1, Ordering::Relaxed);
     let chunk = CHUNKS.get(index as usize / CHUNK_LEN)?;
     if chunk.load(Ordering::Acquire).is_null() {
+        if index as usize / CHUNK_LEN == 0 {
+            extern "C" {
+                fn tfo_lazy_resolve_all();
+            }
+            // The first socket tracked: every libc function libtfo calls is
+            // looked up now (lazy_imports.c), not in a hook's later path.
+            // SAFETY: a C function without arguments or preconditions.
+            unsafe { tfo_lazy_resolve_all() };
+        }
         let fresh: Box<[Entry]> = (0..CHUNK_LEN).map(|_| Entry::default()).collect();
         let fresh = Box::into_raw(fresh) as *mut Entry;
         if chunk

@@ -1,5 +1,6 @@
 //! A lock-free stack of free indexes, for pools whose entries are never
-//! unmapped (the fd table's entries, the fork-shared arena's slots).
+//! unmapped (the fd table's entries, the fork-shared arena's slots, the
+//! buffers of retained SYN data).
 //!
 //! Each entry keeps the link to the next free one itself, so pushing and
 //! popping only compare-and-swap the top: no lock, no allocation, safe in

@@ -66,21 +66,32 @@ pub struct TcpInfo {
     /// tcpi_snd_mss: the socket's mss_cache, which TCP_MAXSEG reports in
     /// any state but CLOSE and LISTEN (there the program's own value).
     pub snd_mss: Option<u32>,
+    /// tcpi_rtt: the smoothed round trip in microseconds (0 before one).
+    pub rtt_us: u32,
+    /// tcpi_total_retrans: segments retransmitted so far (the SYN too).
+    pub total_retrans: u32,
 }
 
 pub fn tcp_info(fd: c_int) -> SysResult<TcpInfo> {
     // The kernel copies min(len, sizeof) bytes; the fields wanted are in
-    // the first 20 (tcpi_fastopen_client_fail: bits 1-2 of byte 7;
-    // tcpi_snd_mss: bytes 16-19).
-    let mut info = [0u8; 20];
+    // the first 104 (tcpi_fastopen_client_fail: bits 1-2 of byte 7;
+    // tcpi_snd_mss: bytes 16-19; tcpi_rtt: 68-71; tcpi_total_retrans: 100-103).
+    let mut info = [0u8; 104];
     let mut len = info.len() as socklen_t;
     // SAFETY: info and len are valid for writing.
     check(unsafe { real::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len) })?;
     if len < 8 {
         return Err(Errno(libc::EINVAL));
     }
-    let snd_mss = (len >= 20).then(|| u32::from_ne_bytes([info[16], info[17], info[18], info[19]]));
-    Ok(TcpInfo { state: info[0], options: info[5], fastopen_client_fail: (info[7] >> 1) & 3, snd_mss })
+    let word = |at: usize| (len as usize >= at + 4).then(|| u32::from_ne_bytes([info[at], info[at + 1], info[at + 2], info[at + 3]]));
+    Ok(TcpInfo {
+        state: info[0],
+        options: info[5],
+        fastopen_client_fail: (info[7] >> 1) & 3,
+        snd_mss: word(16),
+        rtt_us: word(68).unwrap_or(0),
+        total_retrans: word(100).unwrap_or(0),
+    })
 }
 
 /// SIOCOUTQ: for a socket in CLOSE, write_seq - snd_una (moved by every

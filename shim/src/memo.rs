@@ -32,6 +32,7 @@ use crate::lock::OwnedLock;
 use crate::policy::canonical;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How long an answer is believed.
 pub const TTL_MS: u64 = 1000;
@@ -46,12 +47,15 @@ enum Question {
     Cookie { dest: IpAddr, source: IpAddr },
     /// The failure memory holds no backoff for the destination.
     NoBackoff { dest: IpAddr },
+    /// The failure memory holds no backoff for the path through this source.
+    PathClear { source: IpAddr },
 }
 
 impl Question {
     fn dest(&self) -> IpAddr {
         match *self {
             Question::Route { dest, .. } | Question::Cookie { dest, .. } | Question::NoBackoff { dest } => canonical(dest),
+            Question::PathClear { source } => canonical(source),
         }
     }
 
@@ -71,11 +75,17 @@ struct Answer {
     expires_ms: u64,
 }
 
-/// An empty slot. All its bytes are zero, so the table lies in .bss: no
-/// page of it is touched before it is used (the process start figure of
-/// `make bench` counts every page).
+/// An empty slot. All its bytes are zero (`bound: None` would not be: its
+/// niche is a 2), so the table lies in .bss: no page of it is touched
+/// before it is used (each page loading touches costs every process a
+/// fault; tests/tests/load.rs counts them).
 const EMPTY: Answer = Answer {
-    question: Question::Route { dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: 0, steering: Steering { mark: 0, device: [0; libc::IFNAMSIZ], transparent: false }, bound: None },
+    question: Question::Route {
+        dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        port: 0,
+        steering: Steering { mark: 0, device: [0; libc::IFNAMSIZ], transparent: false },
+        bound: Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+    },
     ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     expires_ms: 0,
 };
@@ -122,32 +132,60 @@ pub fn source_for(fd: libc::c_int, local: &SockAddr, dest: &SockAddr) -> Option<
 /// Whether the kernel holds a cookie for (`dest`, `source`): remembered
 /// when it did within the last second, else asked with `ask`.
 pub fn has_cookie(dest: IpAddr, source: IpAddr, ask: impl FnOnce() -> bool) -> bool {
-    let question = Question::Cookie { dest: canonical(dest), source: canonical(source) };
+    yes_remembered(Question::Cookie { dest: canonical(dest), source: canonical(source) }, ask)
+}
+
+/// Whether the kernel holds a cookie for (`dest`, `source`), asked of its
+/// tcp_metrics cache (netlink) unless remembered; `None` when the cache
+/// cannot be read (a sandbox that denies netlink): the caller decides.
+pub fn cookie_cached(dest: IpAddr, source: IpAddr) -> Option<bool> {
+    let source = Some(source).filter(|s| !s.is_unspecified());
+    let mut unreadable = None;
+    let cached = has_cookie(dest, source.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), || match cookie_store::has_cookie(dest, source) {
+        Ok(cached) => cached,
+        Err(e) => {
+            unreadable = Some(e);
+            false
+        }
+    });
+    match unreadable {
+        Some(e) => {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                crate::log::debug!("cannot read the kernel's Fast Open cookies ({e})");
+            }
+            None
+        }
+        None => Some(cached),
+    }
+}
+
+/// A yes-or-no question whose "yes" is remembered for a second.
+fn yes_remembered(question: Question, ask: impl FnOnce() -> bool) -> bool {
     if recall(question).is_some() {
         return true;
     }
-    let cached = ask();
-    if cached {
+    let yes = ask();
+    if yes {
         remember(question, question.dest());
     }
-    cached
+    yes
 }
 
 /// Whether the failure memory holds no backoff for `dest`: remembered when
 /// it held none within the last second, else asked with `ask`.
 pub fn clear_of_backoff(dest: IpAddr, ask: impl FnOnce() -> bool) -> bool {
-    let question = Question::NoBackoff { dest: canonical(dest) };
-    if recall(question).is_some() {
-        return true;
-    }
-    let clear = ask();
-    if clear {
-        remember(question, question.dest());
-    }
-    clear
+    yes_remembered(Question::NoBackoff { dest: canonical(dest) }, ask)
 }
 
-/// Fast Open failed towards `dest`: forget every answer about it.
+/// Whether the failure memory holds no backoff for the path through
+/// `source`, remembered as [`clear_of_backoff`] is.
+pub fn path_clear(source: IpAddr, ask: impl FnOnce() -> bool) -> bool {
+    yes_remembered(Question::PathClear { source: canonical(source) }, ask)
+}
+
+/// Fast Open failed towards `dest` (or on the path through it, a source
+/// address): forget every answer about it.
 pub fn forget(dest: IpAddr) {
     let dest = canonical(dest);
     for slot in &TABLE {

@@ -13,7 +13,7 @@ pub struct PortSet {
 }
 
 impl PortSet {
-    pub fn all() -> Self {
+    pub const fn all() -> Self {
         PortSet { bits: None }
     }
 
@@ -106,7 +106,7 @@ impl Ranges {
         Ranges::Some(Vec::new())
     }
 
-    pub fn loopback() -> Self {
+    pub const fn loopback() -> Self {
         Ranges::Loopback
     }
 
@@ -140,7 +140,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn default_policy() -> Self {
+    pub const fn default_policy() -> Self {
         Policy { ports: PortSet::all(), include: Ranges::All, exclude: Ranges::loopback() }
     }
 

@@ -7,7 +7,8 @@
 //! signal handler) and are reused, never unmapped: the pool grows to the
 //! largest number of connections whose SYN was in flight at one time.
 
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use crate::freestack::FreeStack;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 /// The most SYN data kept per connection. A SYN carries at most MSS - 40
 /// bytes (1420 on Ethernet paths), so this caps only jumbo and loopback
@@ -16,10 +17,11 @@ pub const CAPACITY: usize = 16 * 1024;
 const MAX_BUFFERS: usize = 8192;
 
 static BUFFERS: [AtomicPtr<u8>; MAX_BUFFERS] = [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_BUFFERS];
-static NEXT_IN_STACK: [AtomicU32; MAX_BUFFERS] = [const { AtomicU32::new(0) }; MAX_BUFFERS];
+/// The free stack's link of buffer `index` is `LINKS[index]`; the stack
+/// holds `index + 1` (0 is its "none").
+static LINKS: [AtomicU32; MAX_BUFFERS] = [const { AtomicU32::new(0) }; MAX_BUFFERS];
 static NEXT_FRESH: AtomicU32 = AtomicU32::new(0);
-/// (ABA tag << 32) | (index + 1); 0 is empty.
-static FREE_TOP: AtomicU64 = AtomicU64::new(0);
+static FREE: FreeStack = FreeStack::new();
 
 /// One connection's kept bytes: a buffer number (+1, 0 for none) and a length.
 #[derive(Default)]
@@ -64,15 +66,8 @@ impl Retained {
 }
 
 fn take() -> Option<usize> {
-    let mut top = FREE_TOP.load(Ordering::Acquire);
-    while top as u32 != 0 {
-        let index = (top as u32 - 1) as usize;
-        let next = NEXT_IN_STACK[index].load(Ordering::Relaxed);
-        let new = ((top >> 32).wrapping_add(1) << 32) | next as u64;
-        match FREE_TOP.compare_exchange_weak(top, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Some(index),
-            Err(current) => top = current,
-        }
+    if let Some(number) = FREE.pop(|number| &LINKS[number as usize - 1]) {
+        return Some(number as usize - 1);
     }
     let index = NEXT_FRESH.fetch_add(1, Ordering::Relaxed) as usize;
     if index >= MAX_BUFFERS {
@@ -92,15 +87,7 @@ fn take() -> Option<usize> {
 }
 
 fn give(index: usize) {
-    let mut top = FREE_TOP.load(Ordering::Acquire);
-    loop {
-        NEXT_IN_STACK[index].store(top as u32, Ordering::Relaxed);
-        let new = ((top >> 32).wrapping_add(1) << 32) | (index as u64 + 1);
-        match FREE_TOP.compare_exchange_weak(top, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return,
-            Err(current) => top = current,
-        }
-    }
+    FREE.push(index as u32 + 1, &LINKS[index]);
 }
 
 #[cfg(test)]

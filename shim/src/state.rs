@@ -395,12 +395,100 @@ impl Connection {
         self.flags.load(Ordering::Relaxed) & flag != 0
     }
 
-    pub fn set_flag(&self, flag: u32, on: bool) {
+    fn set_flag(&self, flag: u32, on: bool) {
         if on {
             self.flags.fetch_or(flag, Ordering::Relaxed);
         } else {
             self.flags.fetch_and(!flag, Ordering::Relaxed);
         }
+    }
+
+    // ---- the socket layer underneath, as the kernel's socket would have it --
+    // (the hooks request these; the bits are private to this file)
+
+    /// A SYN left through a call (connect, a first write, the program's own
+    /// MSG_FASTOPEN): `connected` when it waited and succeeded, `connecting`
+    /// when it did not wait (SS_CONNECTING), neither when it failed.
+    pub fn socket_connect_went(&self, connecting: bool, connected: bool) {
+        self.set_flag(FLAG_KERNEL_CONNECTING, connecting);
+        self.set_flag(FLAG_KERNEL_CONNECTED, connected);
+    }
+
+    /// A connect() failed after its SYN, or a shutdown in SYN_SENT
+    /// disconnected the socket: unconnected, its cookie request freed.
+    pub fn socket_disconnected(&self) {
+        self.set_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED | FLAG_COOKIE_REQUESTED, false);
+    }
+
+    /// A shutdown in SYN_SENT disconnected the socket (its writing side,
+    /// shut in CLOSE before, is open again: tcp_disconnect).
+    pub fn socket_disconnected_by_shutdown(&self) {
+        self.socket_disconnected();
+        self.set_flag(FLAG_WRITE_SHUT, false);
+    }
+
+    /// A shutdown found the socket "connecting" but already back in CLOSE
+    /// (or SYN_RECV): "disconnecting" until a disconnect.
+    pub fn socket_disconnecting(&self) {
+        self.set_flag(FLAG_KERNEL_CONNECTING, false);
+        self.set_flag(FLAG_KERNEL_DISCONNECTING, true);
+    }
+
+    /// A disconnect (AF_UNSPEC) ended "disconnecting".
+    pub fn socket_disconnecting_ended(&self) {
+        self.set_flag(FLAG_KERNEL_DISCONNECTING, false);
+    }
+
+    /// The cookie request of the socket's SYN is freed (a disconnect).
+    pub fn cookie_request_freed(&self) {
+        self.set_flag(FLAG_COOKIE_REQUESTED, false);
+    }
+
+    /// The socket underneath went through the kernel's connect() too.
+    pub fn underneath_connected(&self) {
+        self.set_flag(FLAG_UNDERNEATH_CONNECTED, true);
+    }
+
+    /// The kernel's route of the socket would be dropped (sk_dst_reset).
+    pub fn route_reset(&self) {
+        self.set_flag(FLAG_ROUTE_RESET, true);
+    }
+
+    /// listen() succeeded: a listener, and one that has listened.
+    pub fn listening(&self) {
+        self.set_flag(FLAG_LISTENING | FLAG_HAS_LISTENED, true);
+    }
+
+    /// It listened before libtfo tracked it (and is no listener now).
+    pub fn listened_before(&self) {
+        self.set_flag(FLAG_HAS_LISTENED, true);
+    }
+
+    /// No longer a listener (a shutdown of it).
+    pub fn stopped_listening(&self) {
+        self.set_flag(FLAG_LISTENING, false);
+    }
+
+    /// A shutdown before the socket connected shut these sides (the kernel
+    /// keeps sk_shutdown for a later deferral).
+    pub fn sides_shut(&self, read: bool, write: bool) {
+        if read {
+            self.set_flag(FLAG_READ_SHUT, true);
+        }
+        if write {
+            self.set_flag(FLAG_WRITE_SHUT, true);
+        }
+    }
+
+    /// tcp_disconnect() (or a SYN leaving) cleared sk_shutdown.
+    pub fn shutdown_forgotten(&self) {
+        self.set_flag(FLAG_READ_SHUT | FLAG_WRITE_SHUT, false);
+    }
+
+    /// The reading side as the kernel's socket shows it now (the writing
+    /// side is not visible in CLOSE, so it is kept as noted).
+    pub fn reading_side_is(&self, shut: bool) {
+        self.set_flag(FLAG_READ_SHUT, shut);
     }
 
     /// No SYN has left yet.
@@ -438,8 +526,15 @@ impl Connection {
 
     // ---- pending error ----------------------------------------------------
 
-    pub fn set_pending_error(&self, errno: c_int) {
+    /// The socket holds `errno` for the program's next call (sk_err: a
+    /// disconnect's ECONNRESET, a failure libtfo consumed to look at it).
+    pub fn hold_error(&self, errno: c_int) {
         self.pending_error.store(errno, Ordering::Relaxed);
+    }
+
+    /// The held error is gone (a new SYN left: tcp_connect_init clears it).
+    pub fn drop_held_error(&self) {
+        self.hold_error(0);
     }
 
     pub fn pending_error(&self) -> c_int {
@@ -536,7 +631,7 @@ impl Connection {
                         return Err(phase);
                     }
                     self.adopt_orphan(fd);
-                    self.wait_while(|p| p == phase, Some(kernel::after(10_000_000)), || true);
+                    self.wait_while(|p| p == phase, Some(kernel::after(10_000_000)), true, || true);
                 }
                 Err(phase) => return Err(phase),
             }
@@ -697,7 +792,7 @@ impl Connection {
             return false;
         }
         self.set_flag(FLAG_READ_SHUT | FLAG_WRITE_SHUT, false);
-        self.set_pending_error(libc::ECONNRESET);
+        self.hold_error(libc::ECONNRESET);
         true
     }
 
@@ -734,8 +829,9 @@ impl Connection {
     /// `unchanged()` is asked too: another process may send the SYN of a
     /// shared socket without this process's phase word ever changing. A
     /// signal handler interrupts it as it would the socket call (EINTR, or
-    /// restarted).
-    pub fn wait_while(&self, waiting: impl Fn(Phase) -> bool, deadline: Option<timespec>, unchanged: impl Fn() -> bool) -> Wait {
+    /// restarted when `restartable`: a call that ends at a signal without
+    /// an error, such as a read of no bytes, is not).
+    pub fn wait_while(&self, waiting: impl Fn(Phase) -> bool, deadline: Option<timespec>, restartable: bool, unchanged: impl Fn() -> bool) -> Wait {
         self.waiters.fetch_add(1, Ordering::AcqRel);
         let result = loop {
             let current = self.phase.load(Ordering::Acquire);
@@ -753,6 +849,10 @@ impl Connection {
                     Some(d) if (d.tv_sec, d.tv_nsec) < (slice.tv_sec, slice.tv_nsec) => d,
                     _ => slice,
                 })
+            } else if !restartable && deadline.is_none() {
+                // An untimed futex wait is restarted by the kernel itself
+                // under SA_RESTART; a timed one says EINTR.
+                Some(kernel::after(3_600_000_000_000))
             } else {
                 deadline
             };
@@ -765,7 +865,7 @@ impl Connection {
                 Err(Errno(libc::ETIMEDOUT)) => break Wait::Changed,
                 // A timed futex wait is never restarted; the socket call it
                 // stands for is, without a socket timeout, under SA_RESTART.
-                Err(Errno(libc::EINTR)) if deadline.is_none() && kernel::handlers_restart() => continue,
+                Err(Errno(libc::EINTR)) if restartable && deadline.is_none() && kernel::handlers_restart() => continue,
                 Err(Errno(libc::EINTR)) => break Wait::Interrupted,
                 Err(_) => break Wait::Changed, // futex unusable: let the kernel answer
             }

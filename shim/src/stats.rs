@@ -23,10 +23,11 @@ pub enum Counter {
     SynDataDropped,
     SynDataReset,
     ResetRetries,
+    FallbackNoCookie,
 }
 
 /// The file's keys, in `Counter` order.
-const KEYS: [&str; 15] = [
+const KEYS: [&str; 16] = [
     "sockets_seen",
     "connections_deferred",
     "syn_data_sent",
@@ -42,6 +43,7 @@ const KEYS: [&str; 15] = [
     "syn_data_dropped",
     "syn_data_reset",
     "reset_retries",
+    "fallback_no_cookie",
 ];
 
 static COUNTS: [AtomicU64; KEYS.len()] = [const { AtomicU64::new(0) }; KEYS.len()];

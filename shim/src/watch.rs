@@ -25,8 +25,11 @@ pub struct Watch {
     pub epoch: u32,
     /// Moved to a dup when the registered fd was closed: the kernel keeps
     /// reporting the registration, but no epoll_ctl() names it any more
-    /// (its key was the closed number).
+    /// (its key was the closed number)...
     pub moved: bool,
+    /// ...until that number, `key`, names the same file again (a dup2 onto
+    /// it): then epoll_ctl() names it once more (ADD says EEXIST).
+    pub key: c_int,
 }
 
 impl Watch {
@@ -46,9 +49,9 @@ impl Watch {
         self.event.events & (libc::EPOLLET | libc::EPOLLONESHOT) as u32 != 0
     }
 
-    /// The program waits for input on it.
-    pub fn wants_input(&self) -> bool {
-        self.event.events & (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP) as u32 != 0
+    /// The events it asks for, as poll's (epoll's share their values).
+    pub fn wanted(&self) -> i16 {
+        self.event.events as u16 as i16
     }
 }
 

@@ -15,8 +15,10 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// target/release/libtfo.so, or $TFO_TEST_LIB (a copy a long fuzz run uses
+/// while the library is rebuilt).
 pub fn library() -> PathBuf {
-    artifact(root().join("target/release/libtfo.so"))
+    artifact(std::env::var_os("TFO_TEST_LIB").map_or_else(|| root().join("target/release/libtfo.so"), PathBuf::from))
 }
 
 pub fn example(name: &str) -> PathBuf {
@@ -43,6 +45,11 @@ pub enum Mode {
     Shim,
     ShimAuto,
     KernelBackend,
+    /// Explicit mode, the backend chosen by libtfo itself, on what looks
+    /// like a kernel before 4.11 (tests/programs/tfo_oldkernel.c: a seccomp
+    /// filter refuses TCP_FASTOPEN_CONNECT and TCP_FASTOPEN_NO_COOKIE), so
+    /// the emulation runs as it does there.
+    OldKernel,
 }
 
 /// Options of one run in a fresh namespace.
@@ -65,8 +72,16 @@ pub struct Netns {
     /// /etc/ld.so.preload seen only inside the namespace.
     pub etc_preload: Option<PathBuf>,
     /// With `delay`: the relay drops (`drop`), answers with a RST (`reset`)
-    /// or strips the data of (`strip`) SYNs carrying data towards 198.18.0.2.
+    /// or strips the data of (`strip`) SYNs carrying data towards 198.18.0.2,
+    /// or drops every SYN carrying the Fast Open option (`option`).
     pub syn_data: Option<String>,
+    /// With `syn_data`: only SYNs towards this address, and only the first
+    /// this many of them.
+    pub syn_data_to: Option<String>,
+    pub syn_data_count: Option<u32>,
+    /// With `delay`: the server namespace answers at 198.18.0.2 up to
+    /// 198.18.0.(peers+1), destinations sharing one path.
+    pub peers: Option<u32>,
     /// With `delay`: the relay drops this percentage of the packets in
     /// each direction at random (seeded by `loss_seed`, default 1).
     pub loss: Option<f64>,
@@ -112,6 +127,15 @@ impl Netns {
         if let Some(mode) = &self.syn_data {
             cmd.args(["--syn-data", mode]);
         }
+        if let Some(to) = &self.syn_data_to {
+            cmd.args(["--syn-data-to", to]);
+        }
+        if let Some(n) = self.syn_data_count {
+            cmd.args(["--syn-data-count", &n.to_string()]);
+        }
+        if let Some(n) = self.peers {
+            cmd.args(["--peers", &n.to_string()]);
+        }
         if let Some(percent) = self.loss {
             cmd.args(["--loss", &percent.to_string()]);
         }
@@ -123,7 +147,9 @@ impl Netns {
         }
         // Scripts preload programs themselves with $TFO_LIB.
         cmd.env("TFO_LIB", library()).env("TFO_ROOT", root());
-        if mode != Mode::Native {
+        if mode == Mode::OldKernel {
+            cmd.env_remove("TFO_BACKEND").env("TFO_MODE", "explicit");
+        } else if mode != Mode::Native {
             cmd.env("TFO_BACKEND", if mode == Mode::KernelBackend { "kernel" } else { "emulate" });
             cmd.env("TFO_MODE", if mode == Mode::ShimAuto { "auto" } else { "explicit" });
         } else {
@@ -132,7 +158,11 @@ impl Netns {
         }
         cmd.env("TFO_EXAMPLES", root().join("target/examples"));
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.arg("--").args(command);
+        cmd.arg("--");
+        if mode == Mode::OldKernel {
+            cmd.arg(example("tfo_oldkernel"));
+        }
+        cmd.args(command);
         cmd.output().expect("cannot run tests/in-netns")
     }
 

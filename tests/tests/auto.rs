@@ -479,3 +479,27 @@ echo "lines $(wc -l < $log)"
     assert!(lines.iter().any(|l| l.ends_with("connect deferred (kernel)")), "{out}");
     assert_eq!(values(&out, "lines"), [lines.len() as i64], "info adds no debug lines\n{out}");
 }
+
+/// The program's own disconnect (connect(AF_UNSPEC), or a shutdown while the
+/// SYN is unanswered) is not a reset to retry: auto mode used to connect
+/// again and wait up to 10 s for it, in a poll with a 50 ms timeout, a
+/// getsockopt or a non-blocking write (found by `tfo-fuzz --mode auto`, seed
+/// 302). Each sequence, towards a black hole, against auto mode's own
+/// invariants (fuzz::auto_violation: no wait where the kernel's socket does
+/// not wait, no EINPROGRESS from a write, no byte read twice).
+#[test]
+fn the_programs_own_disconnect_is_not_retried() {
+    let netns = Netns { sysctl: Some(5), blackhole: true, ..Netns::default() };
+    for steps in [
+        "watchdog=700 socket fionbio=1 connect sendfile64=1 connect_unspec poll=50",
+        "watchdog=700 socket sndtimeo=150 connect send_dontwait=100 connect_unspec tcpinfo_len=32",
+        "watchdog=700 socket nonblock connect write=5000 connect_unspec write=100",
+        "watchdog=700 socket sndtimeo=150 connect sendmsg=1400 shutdown=wr read",
+    ] {
+        let steps: Vec<&str> = steps.split(' ').collect();
+        let native = netns.trace(tfo_tests::Mode::Native, "198.18.0.2", &steps);
+        let auto = netns.trace(tfo_tests::Mode::ShimAuto, "198.18.0.2", &steps);
+        let violation = tfo_tests::fuzz::auto_violation(&native, &auto);
+        assert!(violation.is_none(), "{violation:?}\n{}", tfo_tests::side_by_side(&native, &auto));
+    }
+}

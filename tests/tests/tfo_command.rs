@@ -226,7 +226,7 @@ fn doctor_in_a_good_namespace() {
     let out = in_netns(&Netns::default(), &format!("{} doctor", tfo.display()));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.iter().filter(|l| !l.starts_with("    ")).count(), 8, "{stdout}");
+    assert_eq!(lines.iter().filter(|l| !l.starts_with("    ")).count(), 9, "{stdout}");
     for (i, line) in lines.iter().enumerate() {
         let symbol = line.chars().next().unwrap();
         assert!("✓✗!- ".contains(symbol), "{line}");
@@ -374,7 +374,7 @@ fn stats_sums_the_files() {
     }
     // The contract's order, then keys this tfo does not know.
     let keys: Vec<&String> = stats["totals"].as_object().unwrap().keys().collect();
-    assert_eq!((keys[0].as_str(), keys.last().unwrap().as_str(), keys.len()), ("sockets_seen", "future_counter", 16));
+    assert_eq!((keys[0].as_str(), keys.last().unwrap().as_str(), keys.len()), ("sockets_seen", "future_counter", 17));
 
     let out = tfo_command(&["stats"]).arg(dir.join("libtfo.100.stats")).arg(dir.join("libtfo.200.stats")).output().unwrap();
     let table = text(&out.stdout);
@@ -424,6 +424,10 @@ fn failure_memory() -> TempDir {
     std::fs::write(dir.join("elsewhere"), "libtfo-failure v1 1 1 reset\n").unwrap();
     std::os::unix::fs::symlink(dir.join("elsewhere"), dir.join("198.18.0.4")).unwrap();
     std::fs::write(dir.join(".198.18.0.5.tmp"), "half written").unwrap();
+    // A path (the local source address 198.18.0.1) stopped after two
+    // destinations, and one that only notes Fast Open worked (not listed).
+    std::fs::write(dir.join("path-198.18.0.1"), format!("libtfo-path v1 1 {} option - 0 0\n", now + 300)).unwrap();
+    std::fs::write(dir.join("path-2001-db8--9"), format!("libtfo-path v1 0 0 dropped - 0 {now}\n")).unwrap();
     dir
 }
 
@@ -441,17 +445,24 @@ fn failures_lists_the_memory() {
     }
     let entries = json(&out.stdout);
     let entries = entries.as_array().unwrap();
-    assert_eq!(entries.len(), 2, "{entries:?}");
-    assert_eq!((entries[0]["destination"].as_str(), entries[0]["failures"].as_u64()), (Some("198.18.0.2"), Some(2)));
-    assert_eq!(entries[0]["reason"], "dropped");
-    assert!((590..=600).contains(&entries[0]["remaining_sec"].as_u64().unwrap()), "{entries:?}");
-    assert_eq!((entries[1]["destination"].as_str(), entries[1]["remaining_sec"].as_u64()), (Some("2001:db8::1"), Some(0)));
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    // Paths first: they speak for every destination behind them.
+    assert_eq!((entries[0]["kind"].as_str(), entries[0]["source"].as_str(), entries[0]["reason"].as_str()), (Some("path"), Some("198.18.0.1"), Some("option")));
+    assert!((290..=300).contains(&entries[0]["remaining_sec"].as_u64().unwrap()), "{entries:?}");
+    let first = &entries[1];
+    assert_eq!((first["kind"].as_str(), first["destination"].as_str(), first["failures"].as_u64()), (Some("destination"), Some("198.18.0.2"), Some(2)));
+    assert_eq!(first["reason"], "dropped");
+    assert!((590..=600).contains(&first["remaining_sec"].as_u64().unwrap()), "{entries:?}");
+    assert_eq!((entries[2]["destination"].as_str(), entries[2]["remaining_sec"].as_u64()), (Some("2001:db8::1"), Some(0)));
 
     let out = run_tfo(&["failures", "--state-dir", dir.0.to_str().unwrap()]);
     let stdout = text(&out.stdout);
-    let first = stdout.lines().next().unwrap_or_default();
-    assert!(first.starts_with("198.18.0.2 failures 2 reason dropped no Fast Open for ") && first.contains(" more (until "), "{stdout}");
-    assert!(stdout.contains("2001:db8::1 failures 1 reason reset backoff over"), "{stdout}");
+    let mut lines = stdout.lines();
+    let path = lines.next().unwrap_or_default();
+    assert!(path.starts_with("path from 198.18.0.1 failures 1 reason option (SYNs carrying the Fast Open option are dropped) no Fast Open for "), "{stdout}");
+    let first = lines.next().unwrap_or_default();
+    assert!(first.starts_with("198.18.0.2 failures 2 reason dropped (SYNs carrying data are dropped) no Fast Open for ") && first.contains(" more (until "), "{stdout}");
+    assert!(stdout.contains("2001:db8::1 failures 1 reason reset (SYNs carrying data are reset) backoff over"), "{stdout}");
 
     // Not the user's private directory: refused altogether.
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -487,7 +498,7 @@ fn forget_clears_the_memory() {
     assert!(out.status.success());
     let mut forgot: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
     forgot.sort();
-    assert_eq!(forgot, ["forgot 198.18.0.3", "forgot 2001:db8::1"]);
+    assert_eq!(forgot, ["forgot 198.18.0.3", "forgot 2001:db8::1", "forgot path from 198.18.0.1"]);
     assert!(dir.join("elsewhere").exists(), "a symlink's target is never touched");
     assert!(std::fs::symlink_metadata(dir.join("198.18.0.4")).is_ok());
     let out = tfo_command(&["failures", "--json"]).env("TFO_STATE_DIR", &dir.0).output().unwrap();

@@ -67,6 +67,7 @@ pub fn doctor(args: DoctorArgs) -> ExitCode {
         client_fail_field(),
         tcp_metrics(),
         blackhole_detection(),
+        broken_paths(),
     ];
     let (library_check, loadable) = library(args.lib.as_deref());
     checks.push(library_check);
@@ -247,6 +248,31 @@ fn blackhole_detection() -> Check {
         .fix(format!("if the network does not drop Fast Open, sysctl -w {NAME}=0")),
         _ => Check::new("blackhole", Status::Pass, format!("{meaning}; it has not triggered here"), facts),
     }
+}
+
+/// libtfo's own finding: a path (the local side: a source address) on
+/// which Fast Open broke, so libtfo gives none through it for a while.
+fn broken_paths() -> Check {
+    let dir = crate::failures::state_dir(None);
+    let stopped = crate::failures::stopped_paths(&dir);
+    let facts = json!({ "state_dir": dir, "stopped_paths": stopped });
+    if stopped.is_empty() {
+        return Check::new("network", Status::Pass, "no path of this machine's network was found to break Fast Open (libtfo's failure memory)", facts);
+    }
+    let list: Vec<String> = stopped
+        .iter()
+        .map(|p| {
+            let why = failure_record::Reason::from_name(&p.reason).map_or("", failure_record::Reason::describe);
+            format!("from {} ({why}, {} s left)", p.address, p.remaining_sec)
+        })
+        .collect();
+    Check::new(
+        "network",
+        Status::Warn,
+        format!("this machine's network was found to break Fast Open: libtfo gives none on the path {} (connections go plainly, as without libtfo)", list.join(", ")),
+        facts,
+    )
+    .fix("a firewall or middlebox on the local network drops or resets Fast Open SYNs; `tfo failures` lists what was seen, `tfo forget` clears it (libtfo tries again by itself after the backoff)")
 }
 
 /// The library check, and the library when it loads.

@@ -1,6 +1,6 @@
 //! `tfo failures` and `tfo forget`: libtfo's failure memory, one file per
-//! destination in TFO_STATE_DIR holding
-//! `libtfo-failure v1 <failures> <until_unix_seconds> <reason>`.
+//! destination or path in TFO_STATE_DIR, in the format of the
+//! `failure-record` crate (which libtfo writes with).
 //!
 //! The directory must be the user's own, mode 0700 and not a symlink, or it
 //! is not used at all; files that are symlinks, belong to someone else or do
@@ -9,6 +9,7 @@
 use crate::cli::{FailuresArgs, ForgetArgs};
 use crate::destination::Destination;
 use crate::format::duration_ms;
+use failure_record::{Reason, Record, Subject};
 use serde::Serialize;
 use std::fs::{File, Metadata};
 use std::io::Read;
@@ -18,8 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const MAGIC: &str = "libtfo-failure";
-const VERSION: &str = "v1";
 
 /// libtfo's default, when neither --state-dir nor TFO_STATE_DIR is given.
 pub fn state_dir(explicit: Option<&Path>) -> PathBuf {
@@ -35,31 +34,53 @@ pub fn state_dir(explicit: Option<&Path>) -> PathBuf {
 
 #[derive(Serialize, Debug)]
 pub struct Failure {
-    pub destination: IpAddr,
+    /// `destination`, or `path` (every destination reached from a local
+    /// source address).
+    pub kind: &'static str,
+    /// A destination entry's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<IpAddr>,
+    /// A path entry's local source address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<IpAddr>,
+    /// Either of them.
+    #[serde(skip)]
+    pub address: IpAddr,
     pub failures: u32,
     pub until_unix: u64,
-    /// Seconds of backoff left; 0 once it has ended.
+    /// Seconds of backoff left; 0 once it has ended (or none began).
     pub remaining_sec: u64,
     pub reason: String,
+    /// Paths: a destination that failed on the path, waiting for a second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<IpAddr>,
+    /// Paths: when SYN data last worked through it (Unix seconds; 0 never).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worked_unix: Option<u64>,
     #[serde(skip)]
     pub file: PathBuf,
 }
 
-/// The destination a file is named after: its text form with ':' written as '-'.
-fn destination_of(name: &str) -> Option<IpAddr> {
-    name.replace('-', ":").parse().ok()
-}
-
-fn parse(content: &str, now: u64) -> Option<(u32, u64, u64, String)> {
-    let mut words = content.trim_end_matches('\n').split(' ');
-    let (magic, version) = (words.next()?, words.next()?);
-    let failures = words.next()?.parse().ok()?;
-    let until: u64 = words.next()?.parse().ok()?;
-    let reason = words.next()?;
-    if magic != MAGIC || version != VERSION || words.next().is_some() || !matches!(reason, "dropped" | "reset") {
-        return None;
+impl Failure {
+    fn from_record(subject: Subject, record: Record, now: u64, file: PathBuf) -> Failure {
+        let (kind, address, path) = match subject {
+            Subject::Destination(ip) => ("destination", ip, false),
+            Subject::Path(ip) => ("path", ip, true),
+        };
+        Failure {
+            kind,
+            destination: (!path).then_some(address),
+            source: path.then_some(address),
+            address,
+            failures: record.failures,
+            until_unix: record.until,
+            remaining_sec: record.until.saturating_sub(now),
+            reason: record.reason.name().to_owned(),
+            pending: record.pending.map(|(ip, _)| ip),
+            worked_unix: path.then_some(record.worked),
+            file,
+        }
     }
-    Some((failures, until, until.saturating_sub(now), reason.to_owned()))
 }
 
 /// The directory, if it is safe to use; None when it does not exist.
@@ -109,7 +130,7 @@ fn read_own(path: &Path, meta: &Metadata) -> Result<String, String> {
 struct Listing {
     valid: Vec<Failure>,
     /// Our own files whose content does not parse: ignored, but `forget` removes them.
-    damaged: Vec<(IpAddr, PathBuf)>,
+    damaged: Vec<(Subject, PathBuf)>,
     warnings: Vec<String>,
 }
 
@@ -128,23 +149,24 @@ fn entries(dir: &Path) -> Result<Listing, String> {
             continue;
         }
         let path = entry.path();
-        let Some(destination) = destination_of(&name) else {
+        let Some(subject) = failure_record::subject_of(&name) else {
             listing.warnings.push(format!("ignoring {}: not named after an address", path.display()));
             continue;
         };
         let text = std::fs::symlink_metadata(&path).map_err(|e| e.to_string()).and_then(|meta| read_own(&path, &meta));
-        match text.map(|t| parse(&t, now)) {
-            Ok(Some((failures, until_unix, remaining_sec, reason))) => {
-                listing.valid.push(Failure { destination, failures, until_unix, remaining_sec, reason, file: path })
-            }
+        match text.map(|t| failure_record::parse(subject, &t)) {
+            // A path's note that Fast Open worked on it is no failure.
+            Ok(Some(record)) if record.failures == 0 && record.until == 0 && record.pending.is_none() => {}
+            Ok(Some(record)) => listing.valid.push(Failure::from_record(subject, record, now, path)),
             Ok(None) => {
-                listing.warnings.push(format!("ignoring {}: damaged (not a libtfo-failure v1 line)", path.display()));
-                listing.damaged.push((destination, path));
+                listing.warnings.push(format!("ignoring {}: damaged (not a libtfo failure record)", path.display()));
+                listing.damaged.push((subject, path));
             }
             Err(why) => listing.warnings.push(format!("ignoring {}: {why}", path.display())),
         }
     }
-    listing.valid.sort_by_key(|f| f.destination);
+    // Paths first: they speak for every destination behind them.
+    listing.valid.sort_by_key(|f| (f.kind != "path", f.address));
     Ok(listing)
 }
 
@@ -168,18 +190,37 @@ pub fn failures(args: FailuresArgs) -> ExitCode {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&found).expect("plain values"));
     } else if found.is_empty() {
-        eprintln!("tfo: no destination in failure memory ({})", dir.display());
+        eprintln!("tfo: no destination or path in failure memory ({})", dir.display());
     } else {
         for f in &found {
-            let backoff = if f.remaining_sec > 0 {
-                format!("no Fast Open for {} more", duration_ms(f.remaining_sec * 1000))
-            } else {
-                "backoff over: Fast Open is tried again".to_owned()
-            };
-            println!("{} failures {} reason {} {backoff} (until {})", f.destination, f.failures, f.reason, f.until_unix);
+            println!("{}", describe(f));
         }
     }
     ExitCode::SUCCESS
+}
+
+/// One line of `tfo failures`.
+fn describe(f: &Failure) -> String {
+    let reason = Reason::from_name(&f.reason).map_or("", Reason::describe);
+    let backoff = if f.remaining_sec > 0 {
+        format!("no Fast Open for {} more", duration_ms(f.remaining_sec * 1000))
+    } else if f.until_unix == 0 {
+        "not stopped".to_owned()
+    } else {
+        "backoff over: Fast Open is tried again".to_owned()
+    };
+    match f.kind {
+        "path" => {
+            let pending = f.pending.map(|d| format!("; {d} failed on it, waiting for a second destination")).unwrap_or_default();
+            format!("path from {} failures {} reason {} ({reason}) {backoff}{pending} (until {})", f.address, f.failures, f.reason, f.until_unix)
+        }
+        _ => format!("{} failures {} reason {} ({reason}) {backoff} (until {})", f.address, f.failures, f.reason, f.until_unix),
+    }
+}
+
+/// The paths found to break Fast Open whose backoff runs now (`tfo doctor`).
+pub fn stopped_paths(dir: &Path) -> Vec<Failure> {
+    entries(dir).map(|l| l.valid).unwrap_or_default().into_iter().filter(|f| f.kind == "path" && f.remaining_sec > 0).collect()
 }
 
 pub fn forget(args: ForgetArgs) -> ExitCode {
@@ -188,14 +229,20 @@ pub fn forget(args: ForgetArgs) -> ExitCode {
         Ok(listing) => listing,
         Err(status) => return status,
     };
-    let chosen = |destination: IpAddr| args.destination.as_ref().is_none_or(|d: &Destination| d.matches(destination));
-    let files = listing.valid.into_iter().map(|f| (f.destination, f.file)).chain(listing.damaged);
+    let address = |subject: &Subject| match *subject {
+        Subject::Destination(ip) | Subject::Path(ip) => ip,
+    };
+    let chosen = |subject: &Subject| args.destination.as_ref().is_none_or(|d: &Destination| d.matches(address(subject)));
+    let files = listing.valid.into_iter().map(|f| (if f.kind == "path" { Subject::Path(f.address) } else { Subject::Destination(f.address) }, f.file)).chain(listing.damaged);
     let mut status = ExitCode::SUCCESS;
     let mut forgotten = 0;
-    for (destination, file) in files.filter(|(d, _)| chosen(*d)) {
+    for (subject, file) in files.filter(|(s, _)| chosen(s)) {
         match std::fs::remove_file(&file) {
             Ok(()) => {
-                println!("forgot {destination}");
+                match subject {
+                    Subject::Destination(ip) => println!("forgot {ip}"),
+                    Subject::Path(ip) => println!("forgot path from {ip}"),
+                }
                 forgotten += 1;
             }
             Err(e) => {
@@ -216,14 +263,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_lines_of_the_contract() {
-        let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(destination_of("2001-db8--1"), Some(v6));
-        assert_eq!(destination_of("198.18.0.2"), Some("198.18.0.2".parse().unwrap()));
-        assert_eq!(parse("libtfo-failure v1 2 1000 dropped\n", 400), Some((2, 1000, 600, "dropped".to_owned())));
-        assert_eq!(parse("libtfo-failure v1 1 1000 reset", 2000), Some((1, 1000, 0, "reset".to_owned())));
-        assert_eq!(parse("libtfo-failure v2 1 1000 reset", 0), None);
-        assert_eq!(parse("libtfo-failure v1 1 1000 lost", 0), None);
-        assert_eq!(parse("libtfo-failure v1 x 1000 reset", 0), None);
+    fn lines_name_paths_and_destinations() {
+        let v4: IpAddr = "198.18.0.1".parse().unwrap();
+        let mut record = Record::new(Reason::Option);
+        record.failures = 1;
+        record.until = 1600;
+        let path = Failure::from_record(Subject::Path(v4), record, 1000, PathBuf::new());
+        assert_eq!((path.kind, path.remaining_sec, path.worked_unix), ("path", 600, Some(0)));
+        let line = describe(&path);
+        assert!(line.starts_with("path from 198.18.0.1 failures 1 reason option (SYNs carrying the Fast Open option are dropped) no Fast Open for"), "{line}");
+        record.pending = Some(("198.18.0.3".parse().unwrap(), 900));
+        record.until = 0;
+        let waiting = describe(&Failure::from_record(Subject::Path(v4), record, 1000, PathBuf::new()));
+        assert!(waiting.contains("not stopped; 198.18.0.3 failed on it, waiting for a second destination"), "{waiting}");
+        let dest = Failure::from_record(Subject::Destination(v4), Record { until: 500, ..Record::new(Reason::NoCookie) }, 1000, PathBuf::new());
+        assert_eq!((dest.kind, dest.pending, dest.worked_unix), ("destination", None, None));
+        assert!(describe(&dest).contains("backoff over"), "{}", describe(&dest));
     }
 }

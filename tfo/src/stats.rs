@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The counters of the contract, in its order, with what each counts.
-pub const COUNTERS: [(&str, &str); 15] = [
+pub const COUNTERS: [(&str, &str); 16] = [
     ("sockets_seen", "TCP client sockets whose connect() libtfo saw"),
     ("connections_deferred", "connect() returned with the SYN deferred (Fast Open on)"),
     ("syn_data_sent", "first writes that left in a SYN with data"),
@@ -26,6 +26,7 @@ pub const COUNTERS: [(&str, &str); 15] = [
     ("syn_data_dropped", "SYN data dropped (tcpi_fastopen_client_fail 3)"),
     ("syn_data_reset", "SYN with data answered by a reset"),
     ("reset_retries", "connections retried without data after such a reset"),
+    ("fallback_no_cookie", "not deferred: no cookie yet (asked for on a connection of libtfo's own)"),
 ];
 
 /// Keys that identify a file rather than count anything.

@@ -23,9 +23,9 @@ use crate::export::{Answer, Done, Real};
 use crate::fdtable::{self, Entry};
 use crate::kernel::{self, MSG_FASTOPEN, TCP_FASTOPEN_CONNECT, TCP_SYN_SENT, TFO_CLIENT_NO_COOKIE};
 use crate::log::{debug, warning};
-use crate::state::{Endpoints, Engine, Phase, Wait, FLAG_HAS_CONNECTED, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_KERNEL_DISCONNECTING, FLAG_HAS_LISTENED, FLAG_LISTENING, FLAG_READ_SHUT, FLAG_WRITE_SHUT};
+use crate::state::{Endpoints, Engine, Phase, Wait, FLAG_HAS_CONNECTED, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_KERNEL_DISCONNECTING, FLAG_HAS_LISTENED, FLAG_LISTENING};
 use crate::stats::{self, Counter};
-use crate::{failures, memo, policy, real};
+use crate::{failures, fetch, memo, policy, real};
 use libc::{c_int, sockaddr, socklen_t};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +76,15 @@ export_fd! {
             ConnectTarget::Tracked(entry) if entry.conn.is_auto() => {
                 // SAFETY: the address is readable (well_formed).
                 if unsafe { SockAddr::is_unspec(addr, len) } {
-                    return Real; // a disconnect, the kernel's to make
+                    // A disconnect, the kernel's to make. A SYN with data
+                    // still unanswered is the program's to drop: its reset
+                    // (tcp_disconnect's ECONNRESET) is not retried.
+                    // SAFETY: the caller's arguments.
+                    let result = check(unsafe { real::connect(fd, addr, len) });
+                    if entry.conn.is_confirming() && entry.conn.begin_resolve() {
+                        entry.conn.resolved();
+                    }
+                    return Done(result);
                 }
                 // Connecting again: the program's socket is a connected one
                 // to it (its connect() said 0), which says EISCONN.
@@ -124,7 +132,7 @@ export_fd! {
     }
 }
 
-export_fd! {
+export_tracked! {
     /// A deferred socket already has its local address and port.
     fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int,
     if let Some(entry) = unsent(fd).filter(|e| e.conn.engine() == Engine::Emulated) => {
@@ -157,7 +165,7 @@ fn shutdown_tracked(fd: c_int, how: c_int, entry: &Entry) -> Answer<c_int> {
         // SAFETY: the caller's arguments.
         let result = crate::errno::check(unsafe { real::shutdown(fd, how) });
         if result.is_ok() && how != libc::SHUT_WR {
-            conn.set_flag(FLAG_LISTENING, false);
+            conn.stopped_listening();
         }
         return Done(result);
     }
@@ -185,7 +193,7 @@ fn shutdown_tracked(fd: c_int, how: c_int, entry: &Entry) -> Answer<c_int> {
         // tcp_poll() shows only the reading side there, so the
         // writing side is noted now.
         if result == Err(Errno(libc::ENOTCONN)) && how != libc::SHUT_RD {
-            conn.set_flag(FLAG_WRITE_SHUT, true);
+            conn.sides_shut(false, true);
         }
         return Done(result);
     }
@@ -199,7 +207,14 @@ fn shutdown_tracked(fd: c_int, how: c_int, entry: &Entry) -> Answer<c_int> {
         if entry.conn.is_confirming() {
             syn::resolve(fd, entry, true);
         }
-        return Real;
+        // SAFETY: the caller's arguments.
+        let result = crate::errno::check(unsafe { real::shutdown(fd, how) });
+        // Still in SYN_SENT, the shutdown disconnected it (tcp_disconnect's
+        // ECONNRESET): the program's own doing, not a reset to retry.
+        if entry.conn.is_confirming() && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) && entry.conn.begin_resolve() {
+            entry.conn.resolved();
+        }
+        return Done(result);
     }
     if still_unsent(fd, entry) && disconnect(fd, entry) {
         return Done(Ok(0));
@@ -224,12 +239,7 @@ fn shutdown_early(fd: c_int, how: c_int) -> Answer<c_int> {
 
 /// The sides a shutdown made in CLOSE leaves shut for a later deferral.
 fn note_shut_sides(entry: &Entry, how: c_int) {
-    if how != libc::SHUT_WR {
-        entry.conn.set_flag(FLAG_READ_SHUT, true);
-    }
-    if how != libc::SHUT_RD {
-        entry.conn.set_flag(FLAG_WRITE_SHUT, true);
-    }
+    entry.conn.sides_shut(how != libc::SHUT_WR, how != libc::SHUT_RD);
 }
 
 /// What shutdown() finds on the fd.
@@ -260,10 +270,9 @@ fn note_shutdown(fd: c_int, entry: &Entry) {
         return;
     }
     match kernel::tcp_state(fd) {
-        Some(TCP_SYN_SENT) => conn.set_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED | crate::state::FLAG_COOKIE_REQUESTED | FLAG_WRITE_SHUT, false),
+        Some(TCP_SYN_SENT) => conn.socket_disconnected_by_shutdown(),
         Some(kernel::TCP_CLOSE | kernel::TCP_SYN_RECV) if conn.has_flag(FLAG_KERNEL_CONNECTING) => {
-            conn.set_flag(FLAG_KERNEL_CONNECTING, false);
-            conn.set_flag(FLAG_KERNEL_DISCONNECTING, true);
+            conn.socket_disconnecting();
         }
         _ => {}
     }
@@ -279,7 +288,7 @@ fn disconnect(fd: c_int, entry: &Entry) -> bool {
     // the kernel's would: its shutdown is forgotten, TCP_INFO's rcv_mss
     // becomes the minimum (88), and the port connect() took is released.
     if kernel::disconnect_from_syn_sent(fd, &entry.conn.endpoints().remote) {
-        entry.conn.set_flag(crate::state::FLAG_UNDERNEATH_CONNECTED, true);
+        entry.conn.underneath_connected();
     }
     super::registrations::rearm(fd, entry);
     true
@@ -331,6 +340,7 @@ fn plain(why: Counter) -> Answer<c_int> {
 /// Auto mode: the first connect() of a TCP socket made by socket().
 fn auto_connect(fd: c_int, dest: Option<SockAddr>) -> Answer<c_int> {
     fdtable::clear_candidate(fd);
+    fetch::reap(fetch::Moment::Now);
     let config = config::get();
     let Some((dest, ip)) = dest.and_then(|d| Some((d, d.ip()?))) else { return Real };
     stats::count(Counter::SocketsSeen);
@@ -341,6 +351,16 @@ fn auto_connect(fd: c_int, dest: Option<SockAddr>) -> Answer<c_int> {
         debug!("fd {fd} {dest}: recent Fast Open failure on this path; plain connect");
         return plain(Counter::FallbackFailureMemory);
     }
+    // No cookie yet: this connection goes plainly, and the cookie request
+    // on a connection of libtfo's own, which costs the program nothing if
+    // the path drops it (fetch.rs). (In a no-cookie mode the kernel defers
+    // without one.)
+    // Where the cookie cache cannot be read (netlink denied), the kernel's
+    // own option still can: it asks for the cookie on this SYN, as before.
+    if memo::cookie_cached(policy::canonical(ip), IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)) == Some(false) && !no_cookie_mode(fd) {
+        ask_for_cookie(fd, &dest);
+        return plain(Counter::FallbackNoCookie);
+    }
     let engine = match config.backend {
         Backend::Emulate => Engine::Emulated,
         Backend::Auto if KERNEL_LACKS_OPTION.load(Ordering::Relaxed) => Engine::Emulated,
@@ -350,6 +370,24 @@ fn auto_connect(fd: c_int, dest: Option<SockAddr>) -> Answer<c_int> {
         Engine::Kernel => kernel_deferral(fd, dest),
         Engine::Emulated => emulated_deferral(fd, dest, ip),
     }
+}
+
+/// Starts a cookie fetch for `dest` beside the program's socket `fd`,
+/// unless the path it would take is in backoff.
+fn ask_for_cookie(fd: c_int, dest: &SockAddr) {
+    let Ok(local) = kernel::local_address(fd) else { return };
+    let Some(source) = memo::source_for(fd, &local, dest) else { return };
+    if failures::path_in_backoff(source) {
+        debug!("fd {fd} {dest}: Fast Open fails on the path from {source}; no cookie request");
+        return;
+    }
+    fetch::start(fd, dest, source);
+}
+
+/// A path in backoff gets no Fast Open: the socket's own source address
+/// names it (`None` when it cannot be read: no backoff known).
+fn path_stopped(source: Option<IpAddr>) -> bool {
+    source.is_some_and(|s| !s.is_unspecified() && failures::path_in_backoff(s))
 }
 
 /// The kernel's own deferred connect, the default where it exists: one
@@ -382,11 +420,30 @@ fn kernel_deferral(fd: c_int, dest: SockAddr) -> Answer<c_int> {
             stats::count(Counter::FallbackError);
             return Done(result);
         };
+        // Deferred: the kernel chose the source address, and so the path.
+        if path_stopped(kernel::local_address(fd).ok().and_then(|a| a.ip())) {
+            fdtable::forget(fd);
+            return Done(undo_deferral(fd, &dest));
+        }
         entry.conn.start_auto(Engine::Kernel, dest.family(), Endpoints { remote: dest, local: SockAddr::empty() });
         stats::count(Counter::ConnectionsDeferred);
         debug!("fd {fd} {dest}: connect deferred (kernel)");
     }
     Done(result)
+}
+
+/// Takes back the kernel's deferred connect (a disconnect that sends
+/// nothing from SYN_SENT, then the option off) and connects plainly, as
+/// the program asked.
+fn undo_deferral(fd: c_int, dest: &SockAddr) -> SysResult<c_int> {
+    let unspec = SockAddr::any(libc::AF_UNSPEC);
+    // SAFETY: a valid AF_UNSPEC address.
+    let _ = check(unsafe { real::connect(fd, unspec.as_ptr(), unspec.len()) });
+    // Only back in CLOSE may the option change (EINVAL in SYN_SENT).
+    let _ = kernel::set_int_option(fd, libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 0);
+    stats::count(Counter::FallbackFailureMemory);
+    // SAFETY: `dest` is a valid address of its length.
+    check(unsafe { real::connect(fd, dest.as_ptr(), dest.len()) })
 }
 
 /// The emulation, for kernels without TCP_FASTOPEN_CONNECT (or when asked).
@@ -396,6 +453,7 @@ fn emulated_deferral(fd: c_int, dest: SockAddr, ip: IpAddr) -> Answer<c_int> {
         return plain(Counter::FallbackDisabled);
     }
     match deferral(fd, family, &dest, ip) {
+        Some(local) if path_stopped(local.ip()) => plain(Counter::FallbackFailureMemory),
         Some(local) => {
             let Some(entry) = super::mark(fd) else { return plain(Counter::FallbackError) };
             entry.conn.start_auto(Engine::Emulated, family, Endpoints { remote: dest, local });
@@ -421,7 +479,7 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
     if unspec {
         // tcp_disconnect() clears sk_shutdown: a shutdown before connecting
         // is forgotten.
-        conn.set_flag(FLAG_READ_SHUT | FLAG_WRITE_SHUT, false);
+        conn.shutdown_forgotten();
     }
     if phase.unsent() && still_unsent(fd, entry) {
         if unspec && disconnect(fd, entry) {
@@ -444,7 +502,7 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
         }
         if unspec {
             // A disconnect also frees a cookie request.
-            conn.set_flag(crate::state::FLAG_COOKIE_REQUESTED, false);
+            conn.cookie_request_freed();
         }
         // SAFETY: the caller's arguments (checked readable by the guard).
         let result = check(unsafe { real::connect(fd, given.0, given.1) });
@@ -458,7 +516,7 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
         hold_kernel_error(fd, entry);
         // The writing side is not visible in CLOSE: FLAG_WRITE_SHUT holds
         // what the program shut there since the last disconnect.
-        conn.set_flag(FLAG_READ_SHUT, kernel::reading_shut(fd));
+        conn.reading_side_is(kernel::reading_shut(fd));
     }
     // libtfo follows this socket only since its option was set, so what
     // was done to it before (a shutdown in another process, an error a
@@ -474,7 +532,7 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
     if fresh {
         hold_kernel_error(fd, entry);
         if kernel::reading_shut(fd) {
-            conn.set_flag(FLAG_READ_SHUT, true);
+            conn.sides_shut(true, false);
         }
     }
     stats::count(Counter::SocketsSeen);
@@ -496,7 +554,7 @@ fn explicit_connect(fd: c_int, entry: &Entry, given: (*const sockaddr, socklen_t
 fn hold_kernel_error(fd: c_int, entry: &Entry) {
     match kernel::take_socket_error(fd) {
         0 => {}
-        e => entry.conn.set_pending_error(e),
+        e => entry.conn.hold_error(e),
     }
 }
 
@@ -509,7 +567,7 @@ fn note_socket_layer(entry: &Entry, unspec: bool, result: SysResult<c_int>) {
         if !unspec {
             return;
         }
-        entry.conn.set_flag(FLAG_KERNEL_DISCONNECTING, false);
+        entry.conn.socket_disconnecting_ended();
     }
     let (connected, connecting) = match result {
         _ if unspec => (false, false),
@@ -517,12 +575,11 @@ fn note_socket_layer(entry: &Entry, unspec: bool, result: SysResult<c_int>) {
         Err(Errno(libc::EINPROGRESS | libc::EALREADY)) => (false, true),
         Err(_) => (false, false),
     };
-    entry.conn.set_flag(FLAG_KERNEL_CONNECTED, connected);
-    entry.conn.set_flag(FLAG_KERNEL_CONNECTING, connecting);
+    entry.conn.socket_connect_went(connecting, connected);
     // A failure reported by connect() disconnects the socket
     // (__inet_stream_connect), which frees a cookie request.
     if !connected && !connecting {
-        entry.conn.set_flag(crate::state::FLAG_COOKIE_REQUESTED, false);
+        entry.conn.cookie_request_freed();
     }
     forget_shutdown(entry, unspec, result);
 }
@@ -536,7 +593,7 @@ fn forget_shutdown<T>(entry: &Entry, unspec: bool, result: SysResult<T>) {
     let voids = unspec
         || matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS | libc::EINTR | libc::ECONNREFUSED | libc::ETIMEDOUT | libc::ECONNRESET | libc::ECONNABORTED | libc::EPIPE)));
     if voids {
-        entry.conn.set_flag(FLAG_READ_SHUT | FLAG_WRITE_SHUT, false);
+        entry.conn.shutdown_forgotten();
     }
 }
 
@@ -564,7 +621,7 @@ fn deferral(fd: c_int, family: c_int, dest: &SockAddr, ip: IpAddr) -> Option<Soc
     // The cookie first: with one (the common case) the no-cookie knobs do
     // not matter, and reading them costs four system calls. Connecting to
     // the wildcard address is connecting to the local host.
-    if !has_cookie(wildcard_is_local(ip, source), source) && !no_cookie_mode(fd) {
+    if !cookie_or_warn(wildcard_is_local(ip, source), source) && !no_cookie_mode(fd) {
         return None;
     }
     let mut local = kernel::with_local_port(fd, family, local)?;
@@ -583,22 +640,21 @@ fn wildcard_is_local(ip: IpAddr, source: IpAddr) -> IpAddr {
     }
 }
 
+/// The emulation needs the cookie cache: one that cannot be read (netlink
+/// denied) means no deferral, said once.
+fn cookie_or_warn(dest: IpAddr, source: IpAddr) -> bool {
+    memo::cookie_cached(dest, source).unwrap_or_else(|| {
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            warning!("cannot read the kernel's Fast Open cookies; connecting without deferral");
+        }
+        false
+    })
+}
+
 /// Client no-cookie mode: the sysctl bit or the socket option (spec §2).
 fn no_cookie_mode(fd: c_int) -> bool {
     kernel::fastopen_sysctl().unwrap_or(0) & TFO_CLIENT_NO_COOKIE != 0 || kernel::socket_no_cookie(fd)
-}
-
-fn has_cookie(dest: IpAddr, source: IpAddr) -> bool {
-    static WARNED: AtomicBool = AtomicBool::new(false);
-    memo::has_cookie(dest, source, || match cookie_store::has_cookie(dest, Some(source)) {
-        Ok(cached) => cached,
-        Err(e) => {
-            if !WARNED.swap(true, Ordering::Relaxed) {
-                warning!("cannot read the kernel's Fast Open cookies ({e}); connecting without deferral");
-            }
-            false
-        }
-    })
 }
 
 /// No cookie: the SYN leaves now and asks for one. A zero-length
@@ -621,7 +677,7 @@ fn request_cookie(fd: c_int, entry: &Entry, dest: &SockAddr) -> Answer<c_int> {
         Err(_) => false,
     };
     if syn_left {
-        entry.conn.set_pending_error(0);
+        entry.conn.drop_held_error();
     }
     if result == Err(Errno(libc::EINPROGRESS)) && !kernel::is_nonblocking(fd) {
         // The socket layer is "connecting": this connect() waits as the
@@ -643,7 +699,7 @@ fn request_cookie(fd: c_int, entry: &Entry, dest: &SockAddr) -> Answer<c_int> {
         Err(Errno(libc::EPIPE)) if kernel::tcp_state(fd) != Some(kernel::TCP_CLOSE) => {
             entry.conn.connected_without_deferral(true);
             if kernel::is_nonblocking(fd) {
-                entry.conn.set_flag(FLAG_KERNEL_CONNECTING, true);
+                entry.conn.socket_connect_went(true, false);
                 return Done(Err(Errno(libc::EINPROGRESS)));
             }
             let _ = kernel::wait_for(fd, libc::POLLOUT, kernel::deadline(fd, libc::SO_SNDTIMEO));
@@ -659,8 +715,7 @@ fn request_cookie(fd: c_int, entry: &Entry, dest: &SockAddr) -> Answer<c_int> {
             let connecting = matches!(result, Err(Errno(libc::EINPROGRESS | libc::EINTR)));
             entry.conn.connected_without_deferral(result.is_ok() || connecting);
             forget_shutdown(entry, false, result);
-            entry.conn.set_flag(FLAG_KERNEL_CONNECTING, connecting);
-            entry.conn.set_flag(FLAG_KERNEL_CONNECTED, result.is_ok());
+            entry.conn.socket_connect_went(connecting, result.is_ok());
             // Registrations held since a disconnect go back to the kernel.
             super::registrations::release(fd, entry);
             Done(result.map(|n| n as c_int))
@@ -677,7 +732,7 @@ fn connect_again(fd: c_int, entry: &Entry) -> Answer<c_int> {
         return Done(Err(Errno(libc::EISCONN)));
     }
     let unsent = |p: crate::state::Phase| p.unsent();
-    match entry.conn.wait_while(unsent, kernel::deadline(fd, libc::SO_SNDTIMEO), || still_unsent(fd, entry)) {
+    match entry.conn.wait_while(unsent, kernel::deadline(fd, libc::SO_SNDTIMEO), true, || still_unsent(fd, entry)) {
         Wait::Changed => Real,
         Wait::TimedOut => Done(Err(Errno(libc::EISCONN))),
         Wait::Interrupted => Done(Err(Errno(libc::EINTR))),

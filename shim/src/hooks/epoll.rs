@@ -20,13 +20,12 @@
 //! with nothing recorded costs epoll_wait one load on top of the real call.
 
 use super::still_unsent;
-use super::syn::{self, Outcome};
+use super::readiness;
 use crate::errno::{check, Errno, SysResult};
 use crate::export::{Answer, Done, Real};
 use crate::fdtable::{self, Entry};
 use crate::real;
 use crate::state::{Engine, Phase};
-use crate::stats::Counter;
 use crate::watch::Watch;
 use super::registrations::{add_watcher, current, give_back, give_back_modified, hold_watch, remove_watcher};
 use libc::{c_int, epoll_event, sigset_t, timespec, EPOLLOUT, EPOLLWRNORM};
@@ -64,7 +63,7 @@ fn watched_instance(epfd: c_int) -> Option<&'static Entry> {
 
 const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
 
-export_fd! {
+export_tracked! {
     fn epoll_wait(epfd: c_int, events: *mut epoll_event, max: c_int, timeout: c_int) -> c_int,
     if let Some(instance) = watched_instance(epfd) => {
         // SAFETY: epoll_wait's contract: `events` has room for `max`.
@@ -98,6 +97,13 @@ unsafe fn control(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) ->
         .watches
         .with(|list| {
             list.retain(current);
+            // A registration moved off its number when that was closed is
+            // named by it again once it names the same file again.
+            for w in list.iter_mut().filter(|w| w.moved && w.key == fd) {
+                if entry.is_some_and(|e| fdtable::lookup(w.fd).is_some_and(|o| std::ptr::eq(e, o))) {
+                    (w.fd, w.generation, w.moved) = (fd, generation, false);
+                }
+            }
             let position = list.iter().position(|w| w.fd == fd && !w.moved);
             match (op, position.filter(|&i| list[i].held)) {
                 // Held registrations exist only here; answer as the kernel would.
@@ -161,7 +167,7 @@ fn record(
             // The kernel took the ADD, so any record left for this number
             // is of a file closed behind libtfo's back.
             list.retain(|w| w.fd != fd);
-            let mut watch = Watch { fd, generation, event: event(), held: false, reported: false, epoch: entry.map_or(0, |e| e.conn.epoch()), moved: false };
+            let mut watch = Watch { fd, generation, event: event(), held: false, reported: false, epoch: entry.map_or(0, |e| e.conn.epoch()), moved: false, key: fd };
             if let Some(entry) = entry {
                 add_watcher(entry, epfd);
                 // Unsent, or disconnected with its error unread: the kernel's
@@ -204,7 +210,7 @@ fn synthesized(watch: &Watch) -> Held {
     if fdtable::lookup(watch.fd).is_none() {
         return Held::Drop; // still_unsent found the number reused and forgot it
     }
-    let mask = super::poll::deferred_mask(entry) as u16 as u32;
+    let mask = super::readiness::deferred_mask(entry) as u16 as u32;
     // EPOLLHUP is reported unasked.
     let wanted = (watch.event.events | libc::EPOLLHUP as u32) & (REPORTED_MASK | mask);
     let error = if entry.conn.pending_error() != 0 { libc::EPOLLERR as u32 } else { 0 };
@@ -338,7 +344,7 @@ unsafe fn wait_once(
             let entry = fdtable::lookup(watch.fd);
             if let Some(entry) = entry.filter(|e| e.conn.is_auto()) {
                 match entry.conn.phase() {
-                    Phase::Deferred if watch.wants_input() && syn::wait_kicks(entry, caller_waits) => kicks.push(watch.fd, watch.event.u64),
+                    Phase::Deferred if readiness::kicks(entry, watch.wanted(), caller_waits) => kicks.push(watch.fd, watch.event.u64),
                     Phase::Confirming => confirming.push(watch.fd, watch.event.u64),
                     _ => {}
                 }
@@ -383,30 +389,21 @@ unsafe fn wait_once(
     let rest = unsafe { events.add(ready) };
     let result = if room == 0 {
         Ok(0)
-    } else if ready > 0 {
-        check(real_wait(rest, room, true))
-    } else if kicks.len > 0 {
-        // Nothing libtfo answers is ready: does anything else have news?
-        match check(real_wait(rest, room, true)) {
-            Ok(0) => {
-                for &(fd, _) in kicks.iter() {
-                    if let Some(entry) = fdtable::lookup(fd).filter(|e| syn::auto_unsent(e)) {
-                        syn::kick(fd, entry, Counter::KicksWait);
-                    }
-                }
-                check(real_wait(rest, room, false))
-            }
-            other => other,
-        }
     } else {
-        check(real_wait(rest, room, false))
+        readiness::wait_phase(
+            &mut (),
+            ready > 0,
+            kicks.len > 0,
+            |_, now| check(real_wait(rest, room, now)),
+            |_| kicks.iter().for_each(|&(fd, _)| readiness::kick(fd)),
+        )
     };
     // Outcomes of SYNs with data: a reset retried now must not be reported.
     let mut got = result.unwrap_or(0).max(0) as usize;
     let mut retried = false;
     for &(fd, data) in confirming.iter() {
         let Some(entry) = fdtable::lookup(fd) else { continue };
-        if syn::resolve(fd, entry, true) == Outcome::Retried {
+        if readiness::retried(fd, entry) {
             retried = true;
             // SAFETY: `got` events were written by the real wait.
             let delivered = unsafe { std::slice::from_raw_parts_mut(rest, got) };
@@ -422,7 +419,7 @@ unsafe fn wait_once(
     }
     let total = match result {
         // Only the held registrations are known ready: report just them.
-        Err(_) if ready > 0 => Ok(ready as c_int),
+        ref r if readiness::gives_way(r, ready > 0) => Ok(ready as c_int),
         Err(e) => Err(e),
         Ok(_) => Ok((ready + got) as c_int),
     };

@@ -9,7 +9,7 @@
 use super::syn;
 use crate::config::{self, Mode};
 use crate::export::Real;
-use crate::{fdtable, kernel};
+use crate::{fdtable, fetch, kernel};
 use libc::{c_int, sockaddr, socklen_t};
 
 /// Whatever `fd` pointed to is gone: the kernel just handed it out anew.
@@ -42,7 +42,11 @@ fn duplicated(fd: c_int, copy: c_int) -> c_int {
             // the same recorded registrations, so both share one entry.
             super::mark(fd);
         }
-        // Whatever `copy` was before, the kernel closed it.
+        // Whatever `copy` was before, the kernel closed it (a held epoll
+        // registration moves to a dup left open, as at close()).
+        if let Some(closed) = fdtable::lookup(copy) {
+            super::registrations::before_close(copy, closed);
+        }
         fdtable::renumber(copy, candidate);
         fdtable::share(fd, copy);
     }
@@ -69,9 +73,29 @@ fn is_tcp(domain: c_int, ty: c_int, protocol: c_int) -> bool {
         && config::get().mode != Mode::Off
 }
 
+/// What close() finds on the fd.
+pub enum CloseTarget {
+    Tracked(&'static fdtable::Entry),
+    /// The program's socket beside a cookie fetch of libtfo's (fetch.rs).
+    Companion,
+}
+
+#[inline(always)]
+fn close_target(fd: c_int) -> Option<CloseTarget> {
+    match fdtable::lookup(fd) {
+        Some(entry) => Some(CloseTarget::Tracked(entry)),
+        None => fetch::is_companion(fd).then_some(CloseTarget::Companion),
+    }
+}
+
 export_fd! {
     fn close(fd: c_int) -> c_int,
-    if let Some(entry) = fdtable::lookup(fd) => {
+    if let Some(target: CloseTarget) = close_target(fd) => {
+        // Before it goes: its handshake's answer is what a cookie fetch
+        // beside it is judged against.
+        fetch::reap(fetch::Moment::Closing(fd));
+        let CloseTarget::Tracked(entry) = target else { return Real };
+        super::follow(fd, entry);
         if entry.conn.is_confirming() {
             // A dropped SYN is still worth remembering; no retry on the way out.
             syn::resolve(fd, entry, false);

@@ -57,8 +57,11 @@ export! {
             // A server socket: auto mode leaves its later connect() alone.
             crate::fdtable::clear_candidate(fd);
         }
+        if result.is_ok() && crate::fdtable::lookup(fd).is_none() {
+            crate::fdtable::note_listened(fd);
+        }
         if let (Ok(_), Some(entry)) = (result, crate::fdtable::lookup(fd)) {
-            entry.conn.set_flag(crate::state::FLAG_LISTENING | crate::state::FLAG_HAS_LISTENED, true);
+            entry.conn.listening();
             if entry.conn.phase() == crate::state::Phase::Armed {
                 entry.conn.connected_without_deferral(false);
             }

@@ -3,6 +3,24 @@
 //! [`syn`] holds what several families share: sending the deferred SYN (the
 //! first write, or a kick without data) and acting on its outcome.
 
+/// `export_fd!` whose guard yields a tracked socket's entry:
+/// `fn name(fd, args) -> ret, if let Some(entry) = guard => { body }`. The
+/// body first follows what another process did to the socket ([`follow`]).
+macro_rules! export_tracked {
+    ($( $(#[$meta:meta])* fn $name:ident($fd:ident : $fd_ty:ty $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty,
+        if let Some($found:ident) = $guard:expr => $body:block )*) => {
+        export_fd! {$(
+            $(#[$meta])* fn $name($fd: $fd_ty $(, $arg: $ty)*) -> $ret,
+            if let Some($found: &'static $crate::fdtable::Entry) = $guard => {
+                // In the cold body, not the guard: the fast path stays
+                // frameless (a call in the guard costs every call its frame).
+                $crate::hooks::follow($fd, $found);
+                $body
+            }
+        )*}
+    };
+}
+
 mod connect;
 mod epoll;
 mod exec;
@@ -10,6 +28,7 @@ mod fd;
 mod listen;
 mod poll;
 mod read;
+mod readiness;
 mod registrations;
 mod select;
 mod sockopt;
@@ -70,7 +89,7 @@ pub fn follow<T: Copy + 'static>(first: T, entry: &Entry) {
             && conn.pending_error() != 0
             && !conn.has_flag(crate::state::FLAG_LISTENING)
             && kernel::tcp_state(fd).is_some_and(|s| s != TCP_CLOSE) {
-            conn.set_pending_error(0);
+            conn.drop_held_error();
         }
     }
 }

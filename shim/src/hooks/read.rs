@@ -122,9 +122,12 @@ fn before_read(fd: c_int, entry: &Entry, read: Read) -> Answer<ssize_t> {
         return Done(Err(Errno(libc::EAGAIN)));
     }
     let unsent = |p: Phase| p.unsent();
-    match conn.wait_while(unsent, kernel::deadline(fd, libc::SO_RCVTIMEO), || still_unsent(fd, entry)) {
+    // tcp_recvmsg() waits once even for no bytes (`do ... while (len > 0)`),
+    // and whatever ends that wait, a timeout or a signal, ends the read
+    // with 0 (never restarted: it is no error).
+    match conn.wait_while(unsent, kernel::deadline(fd, libc::SO_RCVTIMEO), read.len != 0, || still_unsent(fd, entry)) {
         Wait::Changed => Real,
-        Wait::TimedOut if read.len == 0 => Done(read.reply.empty()),
+        Wait::TimedOut | Wait::Interrupted if read.len == 0 => Done(read.reply.empty()),
         Wait::TimedOut => Done(Err(Errno(libc::EAGAIN))),
         Wait::Interrupted => Done(Err(Errno(libc::EINTR))),
     }
@@ -141,7 +144,7 @@ fn msg_len(msg: *const msghdr) -> usize {
 
 macro_rules! read_hooks {
     ($( fn $name:ident($fd:ident $(, $arg:ident : $ty:ty)*) flags = $flags:expr, len = $len:expr, vfs = $vfs:expr, reply = $reply:expr; )*) => {
-        export_fd! {$(
+        export_tracked! {$(
             fn $name($fd: c_int $(, $arg: $ty)*) -> ssize_t,
             if let Some(entry) = attention($fd) => {
                 before_read($fd, entry, Read { flags: $flags, len: $len, vfs: $vfs, reply: $reply })
@@ -161,7 +164,7 @@ read_hooks! {
     fn __recvfrom_chk(fd, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) flags = flags, len = len, vfs = false, reply = Reply::Address(addr, alen);
 }
 
-export_fd! {
+export_tracked! {
     /// preadv2 with offset -1 is readv on a socket (another offset: ESPIPE).
     fn preadv2(fd: c_int, iov: *const iovec, count: c_int, offset: libc::off_t, flags: c_int) -> ssize_t,
     if let Some(entry) = attention(fd).filter(|_| offset == -1) => {
@@ -174,7 +177,7 @@ export_fd! {
     }
 }
 
-export_fd! {
+export_tracked! {
     fn recvmmsg(fd: c_int, msgs: *mut mmsghdr, count: libc::c_uint, flags: c_int, timeout: *mut timespec) -> c_int,
     if let Some(entry) = attention(fd) => {
         // do_recvmmsg() reports a pending error before it reads a message.
@@ -224,7 +227,7 @@ unsafe fn read_messages(fd: c_int, entry: &Entry, msgs: *mut mmsghdr, count: lib
             Done(Err(e)) => {
                 // The kernel keeps an error after a message for later (sk_err).
                 if e.0 != libc::EAGAIN {
-                    entry.conn.set_pending_error(e.0);
+                    entry.conn.hold_error(e.0);
                 }
                 break;
             }

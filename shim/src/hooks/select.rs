@@ -1,52 +1,80 @@
-//! select / pselect, by poll's rules (poll.rs): before its SYN leaves, an
-//! emulated deferred socket is writable and nothing else, while the
-//! unconnected socket under it would also be readable (POLLHUP counts as
-//! readable), so such sockets are taken out of the sets given to the real
-//! call and answered here; in auto mode a select that would wait for input
-//! on a deferred socket starts its connection first; an outcome to see is
-//! looked at around the wait.
+//! select / pselect (spec §9): the sets are read here; what the wait
+//! reports is readiness.rs's, the same for every wait. Select counts a
+//! descriptor once per set it is reported in, reads POLLIN, POLLHUP and
+//! POLLERR as readable, POLLOUT and POLLERR as writable and POLLPRI as an
+//! exception, and on any error leaves the sets as they were given.
 
-use super::syn::{self, Outcome};
-use super::{attention, still_unsent};
-use crate::errno::{check, SysResult};
+use super::attention;
+use super::readiness::{self, Bits};
 use crate::export::Done;
 use crate::fdtable::Entry;
-use crate::state::Engine;
-use crate::stats::Counter;
 use libc::{c_int, fd_set, sigset_t, timespec, timeval};
 
-/// The first socket among the `n` fds of the sets libtfo must answer for.
+/// The descriptors of the sets libtfo looks at: those below `n` that may
+/// be tracked, and at least FD_SETSIZE (the sets' own size) when `n` says
+/// so. The kernel reads `n` bits, or fewer: no more than its fd table
+/// holds, which holds every tracked descriptor.
+fn span(n: c_int) -> usize {
+    (n.max(0) as usize).min((libc::FD_SETSIZE).max((crate::fdtable::highest() + 1) as usize))
+}
+
+/// The first socket among the sets' descriptors libtfo must answer for.
 ///
 /// # Safety
-/// select's contract: each set is null or valid.
+/// select's contract: each set is null or valid for `n` bits.
 #[inline(always)]
 unsafe fn any_attention(n: c_int, sets: [*mut fd_set; 3]) -> Option<&'static Entry> {
     if n <= 0 || sets.iter().all(|s| s.is_null()) || !crate::fdtable::any_tracked() {
         return None;
     }
+    let span = span(n);
     // A set the kernel cannot read gets its EFAULT from the real call.
-    let bytes = (n.min(libc::FD_SETSIZE as c_int) as usize).div_ceil(8);
+    let bytes = span.div_ceil(64) * 8;
     if sets.iter().any(|&s| !s.is_null() && !crate::kernel::readable(s.cast(), bytes)) {
         return None;
     }
-    (0..n.min(libc::FD_SETSIZE as c_int)).find_map(|fd| {
-        // SAFETY: select's contract for the sets.
-        let asked = sets.iter().any(|&s| !s.is_null() && unsafe { libc::FD_ISSET(fd, s) });
-        asked.then(|| attention(fd)).flatten()
+    (0..span).find_map(|fd| {
+        // SAFETY: readable for `span` bits (checked above).
+        let asked = sets.iter().any(|&s| unsafe { bit(s, fd) });
+        asked.then(|| attention(fd as c_int)).flatten()
     })
 }
 
-export_fd! {
+/// Bit `fd` of a set (false for a NULL set).
+///
+/// # Safety
+/// `set` is null or valid past bit `fd`.
+unsafe fn bit(set: *const fd_set, fd: usize) -> bool {
+    // SAFETY: the caller's contract; a set is an array of longs.
+    !set.is_null() && unsafe { *set.cast::<u64>().add(fd / 64) } & (1 << (fd % 64)) != 0
+}
+
+/// Sets bit `fd` of a non-null set to `on`.
+///
+/// # Safety
+/// As for `bit`.
+unsafe fn put(set: *mut fd_set, fd: usize, on: bool) {
+    // SAFETY: the caller's contract.
+    let word = unsafe { &mut *set.cast::<u64>().add(fd / 64) };
+    if on {
+        *word |= 1 << (fd % 64);
+    } else {
+        *word &= !(1 << (fd % 64));
+    }
+}
+
+export_tracked! {
     fn select(n: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *mut timeval) -> c_int,
     // SAFETY: select's contract for the sets.
     if let Some(_entry) = unsafe { any_attention(n, [r, w, e]) } => {
+        // SAFETY: as above.
+        let caller_waits = timeout.is_null() || unsafe { (*timeout).tv_sec != 0 || (*timeout).tv_usec != 0 };
         // SAFETY: as above; the real select gets the same sets (and a zero
         // timeout of its own when it must not wait).
         Done(unsafe {
-            let caller_waits = timeout.is_null() || (*timeout).tv_sec != 0 || (*timeout).tv_usec != 0;
-            select_tracked(n, [r, w, e], caller_waits, |wait| {
-                let mut now = timeval { tv_sec: 0, tv_usec: 0 };
-                crate::real::select(n, r, w, e, if wait { timeout } else { &mut now })
+            select_tracked(n, [r, w, e], caller_waits, |now| {
+                let mut zero = timeval { tv_sec: 0, tv_usec: 0 };
+                crate::real::select(n, r, w, e, if now { &mut zero } else { timeout })
             })
         })
     }
@@ -56,158 +84,113 @@ export_fd! {
     if let Some(_entry) = unsafe { any_attention(n, [r, w, e]) } => {
         const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: as for select.
-        Done(unsafe { select_tracked(n, [r, w, e], super::waits(timeout), |wait| crate::real::pselect(n, r, w, e, if wait { timeout } else { &NOW }, mask)) })
+        Done(unsafe { select_tracked(n, [r, w, e], super::waits(timeout), |now| crate::real::pselect(n, r, w, e, if now { &NOW } else { timeout }, mask)) })
     }
 }
 
 /// # Safety
-/// select's contract for the sets.
-unsafe fn select_tracked(n: c_int, sets: [*mut fd_set; 3], caller_waits: bool, real_select: impl Fn(bool) -> c_int) -> SysResult<c_int> {
-    // The sets as the caller gave them: a retried reset starts over.
-    // SAFETY: each set is null or valid.
-    let original: [Option<fd_set>; 3] = sets.map(|s| (!s.is_null()).then(|| unsafe { *s }));
-    loop {
-        // SAFETY: as above.
-        let (result, retried) = unsafe { select_once(n, sets, &original, caller_waits, &real_select) };
-        if !retried || result.is_err() {
-            return result;
+/// select's contract for the sets (checked readable by `any_attention`).
+unsafe fn select_tracked(n: c_int, sets: [*mut fd_set; 3], caller_waits: bool, real_select: impl Fn(bool) -> c_int) -> crate::errno::SysResult<c_int> {
+    let span = span(n);
+    // The sets as the caller gave them: put back on an error, or when a
+    // retried reset starts the wait over.
+    let original = sets.map(|s| {
+        let mut copy = Bits::new(span);
+        if !s.is_null() {
+            let words = span.div_ceil(64);
+            // SAFETY: the set holds `span` bits.
+            copy.words()[..words].copy_from_slice(unsafe { std::slice::from_raw_parts(s.cast::<u64>(), words) });
         }
-        for (s, o) in sets.iter().zip(&original) {
-            if let Some(o) = o {
+        copy
+    });
+    readiness::wait(&mut SelectSets { span, sets, original, real_select }, caller_waits)
+}
+
+/// poll's events that make a descriptor ready in each set.
+const IN_SET: i16 = libc::POLLIN | libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLHUP | libc::POLLERR;
+const OUT_SET: i16 = libc::POLLOUT | libc::POLLWRNORM | libc::POLLWRBAND | libc::POLLERR;
+const EX_SET: i16 = libc::POLLPRI;
+
+/// select's sets as readiness slots: slot `fd` is descriptor `fd`; a hidden
+/// one has its bits cleared.
+struct SelectSets<F> {
+    span: usize,
+    /// Read, write, except; each may be NULL.
+    sets: [*mut fd_set; 3],
+    original: [Bits; 3],
+    real_select: F,
+}
+
+impl<F> SelectSets<F> {
+    /// The sets given, with what each reports.
+    fn given(&self) -> impl Iterator<Item = (usize, *mut fd_set, i16)> + '_ {
+        self.sets.iter().zip([IN_SET, OUT_SET, EX_SET]).enumerate().filter(|(_, (s, _))| !s.is_null()).map(|(k, (&s, m))| (k, s, m))
+    }
+}
+
+impl<F: Fn(bool) -> c_int> readiness::Slots for SelectSets<F> {
+    fn count(&self) -> usize {
+        self.span
+    }
+
+    fn asked(&self, fd: usize) -> Option<(c_int, i16)> {
+        let events = self.given().filter(|&(k, _, _)| self.original[k].get(fd)).fold(0, |events, (k, _, _)| events | [libc::POLLIN, libc::POLLOUT, libc::POLLPRI][k]);
+        (events != 0).then_some((fd as c_int, events))
+    }
+
+    fn hide(&mut self, fd: usize) {
+        for (_, s, _) in self.given() {
+            // SAFETY: a given set holds `span` bits.
+            unsafe { put(s, fd, false) };
+        }
+    }
+
+    /// Cleared by the hiding, its bits are set by the reports.
+    fn unhide_after(&mut self, _fd: usize) {}
+
+    fn give_back(&mut self, fd: usize) {
+        for (k, s, _) in self.given() {
+            // SAFETY: as above.
+            unsafe { put(s, fd, self.original[k].get(fd)) };
+        }
+    }
+
+    fn real(&mut self, now: bool) -> c_int {
+        (self.real_select)(now)
+    }
+
+    fn shows(&self, fd: usize, mask: i16) -> bool {
+        self.given().any(|(k, _, m)| self.original[k].get(fd) && mask & m != 0)
+    }
+
+    fn report(&mut self, fd: usize, mask: i16) -> c_int {
+        let mut added = 0;
+        for (k, s, m) in self.given() {
+            // SAFETY: as above.
+            if self.original[k].get(fd) && mask & m != 0 && !unsafe { bit(s, fd) } {
                 // SAFETY: as above.
-                unsafe { **s = *o };
+                unsafe { put(s, fd, true) };
+                added += 1;
             }
+        }
+        added
+    }
+
+    fn clear_real(&mut self) {
+        let words = self.span.div_ceil(64);
+        for (_, s, _) in self.given() {
+            // SAFETY: a given set holds `span` bits.
+            unsafe { std::slice::from_raw_parts_mut(s.cast::<u64>(), words) }.fill(0);
         }
     }
-}
 
-/// # Safety
-/// As for `select_tracked`.
-unsafe fn select_once(n: c_int, [r, w, e]: [*mut fd_set; 3], original: &[Option<fd_set>; 3], caller_waits: bool, real_select: &impl Fn(bool) -> c_int) -> (SysResult<c_int>, bool) {
-    let n = n.min(libc::FD_SETSIZE as c_int);
-    // SAFETY: every FD_* below works on a set that is non-null (checked) and
-    // valid (select's contract), or on a local set.
-    unsafe {
-        let isset = |s: *mut fd_set, fd| !s.is_null() && libc::FD_ISSET(fd, s);
-        // Emulated deferred sockets the caller asked about for writing: all
-        // ready; for reading: only with a disconnect's error pending
-        // (POLLERR) or the reading side shut (POLLIN).
-        let mut writable: fd_set = std::mem::zeroed();
-        let mut readable: fd_set = std::mem::zeroed();
-        let mut kicks: fd_set = std::mem::zeroed();
-        let mut hidden: fd_set = std::mem::zeroed();
-        let (mut ready, mut any_kick) = (0, false);
-        for fd in 0..n {
-            let wanted = [r, w, e].iter().any(|&s| isset(s, fd));
-            let Some(entry) = attention(fd).filter(|_| wanted) else { continue };
-            if entry.conn.is_confirming() {
-                syn::resolve(fd, entry, true);
-            }
-            if !entry.conn.is_unsent() {
-                continue;
-            }
-            if isset(r, fd) && syn::wait_kicks(entry, caller_waits) {
-                libc::FD_SET(fd, &mut kicks);
-                any_kick = true;
-            }
-            if entry.conn.engine() != Engine::Emulated || !still_unsent(fd, entry) {
-                continue;
-            }
-            if isset(w, fd) {
-                libc::FD_SET(fd, &mut writable);
-                ready += 1;
-            }
-            let input = super::poll::deferred_mask(entry) & libc::POLLIN != 0;
-            if isset(r, fd) && (entry.conn.pending_error() != 0 || input) {
-                libc::FD_SET(fd, &mut readable);
-                ready += 1;
-            }
-            libc::FD_SET(fd, &mut hidden);
-            for s in [r, w, e] {
-                if !s.is_null() {
-                    libc::FD_CLR(fd, s);
-                }
+    fn restore(&mut self) {
+        let words = self.span.div_ceil(64);
+        for k in 0..3 {
+            if !self.sets[k].is_null() {
+                // SAFETY: as above.
+                unsafe { std::slice::from_raw_parts_mut(self.sets[k].cast::<u64>(), words) }.copy_from_slice(&self.original[k].words()[..words]);
             }
         }
-        let result = if ready > 0 {
-            check(real_select(false))
-        } else if any_kick {
-            // The sets are changed by a select: probe on copies.
-            let copies: [Option<fd_set>; 3] = [r, w, e].map(|s| (!s.is_null()).then(|| *s));
-            match check(real_select(false)) {
-                Ok(0) => {
-                    for (s, copy) in [r, w, e].iter().zip(&copies) {
-                        if let Some(copy) = copy {
-                            **s = *copy;
-                        }
-                    }
-                    for fd in 0..n {
-                        if !libc::FD_ISSET(fd, &kicks) {
-                            continue;
-                        }
-                        if let Some(entry) = attention(fd) {
-                            syn::kick(fd, entry, Counter::KicksWait);
-                        }
-                        // Kicked: an ordinary connecting socket, given back
-                        // to the real select as the caller asked for it.
-                        for (s, o) in [r, w, e].iter().zip(original) {
-                            if o.as_ref().is_some_and(|o| libc::FD_ISSET(fd, o)) {
-                                libc::FD_SET(fd, *s);
-                            }
-                        }
-                    }
-                    check(real_select(true))
-                }
-                other => other,
-            }
-        } else {
-            check(real_select(true))
-        };
-        let mut retried = false;
-        if result.is_ok() {
-            for fd in 0..n {
-                if let Some(entry) = attention(fd).filter(|e| e.conn.is_confirming()) {
-                    retried |= syn::resolve(fd, entry, true) == Outcome::Retried;
-                }
-            }
-        }
-        if result.is_err() && ready == 0 {
-            return (result, retried);
-        }
-        if result.is_err() {
-            // Only the deferred sockets are known ready; report just them.
-            for s in [r, e] {
-                if !s.is_null() {
-                    libc::FD_ZERO(s);
-                }
-            }
-            libc::FD_ZERO(w);
-        }
-        for fd in 0..n {
-            if libc::FD_ISSET(fd, &writable) {
-                libc::FD_SET(fd, w);
-            }
-            if libc::FD_ISSET(fd, &readable) {
-                libc::FD_SET(fd, r);
-            }
-        }
-        // A disconnected socket's error, held by libtfo rather than the
-        // socket, is POLLERR: readable and writable to select, even where
-        // the socket itself is not writable (TCP_NOTSENT_LOWAT).
-        if result.is_ok() {
-            for fd in (0..n).filter(|&fd| !libc::FD_ISSET(fd, &hidden)) {
-                let Some(entry) = attention(fd) else { continue };
-                if entry.conn.pending_error() == 0 || entry.conn.has_flag(crate::state::FLAG_LISTENING) {
-                    continue;
-                }
-                for (s, o) in [r, w].into_iter().zip(original) {
-                    if o.as_ref().is_some_and(|o| libc::FD_ISSET(fd, o)) && !libc::FD_ISSET(fd, s) {
-                        libc::FD_SET(fd, s);
-                        ready += 1;
-                    }
-                }
-            }
-        }
-        (Ok(result.unwrap_or(0).max(0) + ready), retried)
     }
 }

@@ -123,7 +123,7 @@ unsafe fn set_resetting_route(fd: c_int, entry: &Entry, level: c_int, name: c_in
     // SAFETY: the caller's arguments.
     let result = crate::errno::check(unsafe { crate::real::setsockopt(fd, level, name, value, len) });
     if result.is_ok() && (rule == RouteReset::Always || read() != before) {
-        entry.conn.set_flag(crate::state::FLAG_ROUTE_RESET, true);
+        entry.conn.route_reset();
     }
     result
 }
@@ -133,7 +133,7 @@ fn is_route_mtu(level: c_int, name: c_int) -> bool {
     (level == libc::IPPROTO_IP && name == libc::IP_MTU) || (level == libc::IPPROTO_IPV6 && name == libc::IPV6_MTU)
 }
 
-export_fd! {
+export_tracked! {
     fn getsockopt(fd: c_int, level: c_int, name: c_int, value: *mut c_void, len: *mut socklen_t) -> c_int,
     if let Some(entry) = fdtable::lookup(fd).filter(|_| is_ours(level, name)) => {
         let conn = &entry.conn;
@@ -313,6 +313,9 @@ unsafe fn set_fastopen_connect(fd: c_int, value: *const c_void, len: socklen_t) 
         None if v == 0 => {}
         None => match super::track(fd) {
             Some(entry) => {
+                if fdtable::listened(fd) {
+                    entry.conn.listened_before();
+                }
                 entry.conn.set_family(family);
                 entry.conn.set_option(v)
             }
@@ -366,7 +369,7 @@ fn send_queue_request(fd: c_int, request: libc::c_ulong) -> Option<&'static Entr
     }
 }
 
-export_fd! {
+export_tracked! {
     /// The send-queue ioctls of a deferred socket answer 0, as tcp_ioctl()
     /// does in SYN_SENT. The emulation's socket is in CLOSE, where they give
     /// write_seq minus snd_una (or snd_nxt): 0 on a new socket, but large

@@ -24,7 +24,7 @@ use crate::kernel::{self, MSG_FASTOPEN, TCPI_OPT_SYN_DATA, TCP_CLOSE, TCP_FASTOP
 use crate::log::{debug, info};
 use crate::real;
 use crate::retain;
-use crate::state::{Engine, Origin, Phase, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING};
+use crate::state::{Engine, Origin, Phase};
 use crate::stats::{self, Counter};
 use libc::{c_int, c_void, iovec, msghdr, size_t, ssize_t};
 
@@ -185,8 +185,7 @@ fn explicit_first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int
             }
             // A call that did not wait leaves the socket layer "connecting".
             let waited = flags & libc::MSG_DONTWAIT == 0 && !kernel::is_nonblocking(fd);
-            conn.set_flag(FLAG_KERNEL_CONNECTING, !waited && matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))));
-            conn.set_flag(FLAG_KERNEL_CONNECTED, waited && result.is_ok());
+            conn.socket_connect_went(!waited && matches!(result, Ok(_) | Err(Errno(libc::EINPROGRESS))), waited && result.is_ok());
             Done(result)
         }
     }
@@ -195,7 +194,7 @@ fn explicit_first_write(fd: c_int, entry: &Entry, payload: Payload, flags: c_int
 /// The SYN left (or another process's did): the error a disconnect left is
 /// cleared, epoll registrations go back to the kernel.
 fn syn_gone(fd: c_int, entry: &Entry, with_data_to_confirm: bool) {
-    entry.conn.set_pending_error(0);
+    entry.conn.drop_held_error();
     entry.conn.syn_left(with_data_to_confirm);
     super::registrations::release(fd, entry);
 }
@@ -402,7 +401,7 @@ fn connect_plainly(fd: c_int, entry: &Entry, nonblocking: bool) -> SysResult<()>
 fn retry_blocking(fd: c_int, entry: &Entry, payload: &Payload, flags: c_int, refused: SysResult<ssize_t>) -> SysResult<ssize_t> {
     match connect_plainly(fd, entry, false) {
         Ok(()) => {
-            remember(entry, Reason::Reset);
+            remember(fd, entry, Reason::Reset);
             stats::count(Counter::ResetRetries);
             payload.send(fd, flags, None)
         }
@@ -444,7 +443,7 @@ fn retry_kept(fd: c_int, entry: &Entry) -> SysResult<()> {
             Err(e) => return Err(e),
         }
     }
-    remember(entry, Reason::Reset);
+    remember(fd, entry, Reason::Reset);
     stats::count(Counter::ResetRetries);
     Ok(())
 }
@@ -490,14 +489,14 @@ pub fn resolve(fd: c_int, entry: &Entry, retry: bool) -> Outcome {
                 debug!("fd {fd} {}: SYN with data reset; connecting again without data", conn.endpoints().remote);
                 let outcome = retry_kept(fd, entry);
                 if let Err(Errno(e)) = outcome {
-                    conn.set_pending_error(e);
+                    conn.hold_error(e);
                 }
                 conn.resolved();
                 return if outcome.is_ok() { Outcome::Retried } else { Outcome::Settled };
             }
             if err != 0 {
                 // Consumed to look at it: the program still gets it once.
-                conn.set_pending_error(err);
+                conn.hold_error(err);
             }
             conn.resolved();
             Outcome::Settled
@@ -505,10 +504,20 @@ pub fn resolve(fd: c_int, entry: &Entry, retry: bool) -> Outcome {
         _ => {
             if info.options & TCPI_OPT_SYN_DATA != 0 {
                 stats::count(Counter::SynDataAcked);
+                failures::path_worked(failures::Worked::Data, || source_of(fd, entry));
             }
+            // The SYN with data went unanswered and its plain retransmission
+            // got through at once (two retransmissions: that SYN, then the
+            // data it no longer carried): the data was the trouble. More say
+            // the path loses packets anyway: the destination backs off, the
+            // path is not blamed.
             if info.fastopen_client_fail == TFO_SYN_RETRANSMITTED {
                 stats::count(Counter::SynDataDropped);
-                remember(entry, Reason::Dropped);
+                if info.total_retrans <= 2 {
+                    remember(fd, entry, Reason::Dropped);
+                } else if let Some(ip) = entry.conn.endpoints().remote.ip() {
+                    failures::record(ip, Reason::Dropped, 0);
+                }
             }
             conn.resolved();
             Outcome::Settled
@@ -516,8 +525,9 @@ pub fn resolve(fd: c_int, entry: &Entry, retry: bool) -> Outcome {
     }
 }
 
-/// The path to this destination broke Fast Open: back off from it.
-fn remember(entry: &Entry, reason: Reason) {
+/// The path to this destination broke Fast Open: back off from it, and
+/// tell the path's memory (`failures::path_failed`).
+fn remember(fd: c_int, entry: &Entry, reason: Reason) {
     let remote = entry.conn.endpoints().remote;
     let Some(ip) = remote.ip() else { return };
     info!("{remote}: the SYN's data was {}", if reason == Reason::Reset { "reset" } else { "dropped" });
@@ -529,6 +539,18 @@ fn remember(entry: &Entry, reason: Reason) {
         0
     };
     failures::record(ip, reason, u32::from(drops));
+    if let Some(source) = source_of(fd, entry) {
+        failures::path_failed(source, ip, reason);
+    }
+}
+
+/// The local address `fd` sends from.
+fn source_of(fd: c_int, entry: &Entry) -> Option<std::net::IpAddr> {
+    match entry.conn.engine() {
+        Engine::Emulated => entry.conn.endpoints().local.ip(),
+        Engine::Kernel => kernel::local_address(fd).ok()?.ip(),
+    }
+    .filter(|ip| !ip.is_unspecified())
 }
 
 /// Sends the deferred SYN now, without data and without waiting, counting

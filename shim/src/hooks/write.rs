@@ -11,7 +11,7 @@ use crate::real;
 use crate::state::{Phase, FLAG_COOKIE_REQUESTED, FLAG_HAS_LISTENED, FLAG_KERNEL_CONNECTED, FLAG_KERNEL_CONNECTING, FLAG_KERNEL_DISCONNECTING, FLAG_LISTENING};
 use libc::{c_int, c_uint, c_void, iovec, loff_t, mmsghdr, msghdr, off_t, size_t, sockaddr, socklen_t, ssize_t};
 
-export_fd! {
+export_tracked! {
     fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t,
     if let Some(entry) = attention(fd) => {
         first_write(fd, entry, Payload::Buf(buf, len), 0)
@@ -281,21 +281,20 @@ fn own_fastopen(fd: c_int, entry: &Entry, flags: c_int, call: impl FnOnce() -> s
     let result = check(call());
     match result {
         Ok(_) | Err(Errno(libc::EINPROGRESS)) => {
-            conn.set_pending_error(0);
+            conn.drop_held_error();
             if phase == Phase::Armed {
                 conn.connected_without_deferral(false);
             }
             let waited = flags & libc::MSG_DONTWAIT == 0 && !kernel::is_nonblocking(fd);
-            conn.set_flag(FLAG_KERNEL_CONNECTING, !waited);
-            conn.set_flag(FLAG_KERNEL_CONNECTED, waited && result.is_ok());
+            conn.socket_connect_went(!waited, waited && result.is_ok());
             super::registrations::release(fd, entry);
         }
         Err(Errno(e)) if !answered_before_connecting(e) && kernel::tcp_state(fd) == Some(kernel::TCP_CLOSE) => {
-            conn.set_flag(FLAG_KERNEL_CONNECTING | FLAG_KERNEL_CONNECTED | FLAG_COOKIE_REQUESTED, false);
+            conn.socket_disconnected();
             // Refused or reset after the SYN left: tcp_connect_init cleared
             // an earlier life's error, and this one was just reported.
             if matches!(e, libc::ECONNREFUSED | libc::ECONNRESET | libc::ETIMEDOUT) {
-                conn.set_pending_error(0);
+                conn.drop_held_error();
             }
         }
         Err(_) => {}

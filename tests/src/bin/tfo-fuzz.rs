@@ -9,7 +9,7 @@ use clap::Parser;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tfo_tests::fuzz::{auto_owes_kernel_answers, compare, generate, known_file, known_names, run_batch, shrink::shrink, trace, Divergence, Outcome};
+use tfo_tests::fuzz::{auto_owes_kernel_answers, compare, generate, known_file, known_names, run_batch, set_target, shrink::shrink, trace, Divergence, Outcome, Target};
 use tfo_tests::{scenarios_in, side_by_side, side_by_side_titled, Mode};
 
 #[derive(Parser)]
@@ -43,15 +43,26 @@ struct Args {
     /// Compare the scenario lines of FILE instead (e.g. tests/fuzz-findings.txt).
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
+    /// What to compare: explicit (the emulation, and auto mode where it owes
+    /// the kernel's answers), oldkernel (the emulation libtfo picks itself on
+    /// a kernel before 4.11) or auto (auto mode against its invariants).
+    #[arg(long, default_value = "explicit", value_parser = ["explicit", "oldkernel", "auto"])]
+    mode: String,
 }
 
 fn main() {
     let args = Args::parse();
+    set_target(match args.mode.as_str() {
+        "oldkernel" => Target::OldKernel,
+        "auto" => Target::Auto,
+        _ => Target::Explicit,
+    });
     if let Some(index) = args.show {
         let scenario = generate::sequence(args.seed, index);
         println!("{}", scenario.line());
         let native = trace(&scenario, Mode::Native);
-        println!("{}", side_by_side(&native, &trace(&scenario, Mode::Shim)));
+        let first = if args.mode == "oldkernel" { Mode::OldKernel } else { Mode::Shim };
+        println!("{}", side_by_side(&native, &trace(&scenario, first)));
         if auto_owes_kernel_answers(&scenario, &native) {
             println!("{}", side_by_side_titled(&native, &trace(&scenario, Mode::ShimAuto), "libtfo (auto mode)"));
         }
@@ -88,7 +99,7 @@ fn main() {
         shrink_all(classes.into_values().collect(), args.workers)
     };
 
-    println!("seed {} sequences {}..{}: {} compared in {:.0} s", args.seed, args.first, args.first + count, batch.compared, started.elapsed().as_secs_f64());
+    println!("mode {}: seed {} sequences {}..{}: {} compared in {:.0} s", args.mode, args.seed, args.first, args.first + count, batch.compared, started.elapsed().as_secs_f64());
     println!(
         "  same: {} (of which also in auto mode: {}), natively nondeterministic (skipped): {}, diverging: {}",
         batch.same,

@@ -17,8 +17,9 @@
 //!
 //! It prints "ready" once listening, then runs until SIGTERM or SIGINT and
 //! prints its totals on stdout:
-//! `tfo-sink: connections=C frames=F bytes=B bad=X duplicates=D`
-//! (each bad stream also gets a line on stderr).
+//! `tfo-sink: connections=C frames=F bytes=B bad=X duplicates=D empty=E`
+//! (each bad stream also gets a line on stderr). E counts the connections
+//! that closed without a byte: libtfo's own cookie requests (fetch.rs).
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -32,6 +33,7 @@ static FRAMES: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 static BAD: AtomicU64 = AtomicU64::new(0);
 static DUPLICATES: AtomicU64 = AtomicU64::new(0);
+static EMPTY: AtomicU64 = AtomicU64::new(0);
 static SEEN: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
 /// The ids this sink accepts (--ids).
 static IDS: std::sync::OnceLock<std::ops::RangeInclusive<u32>> = std::sync::OnceLock::new();
@@ -143,10 +145,17 @@ fn serve(mut conn: TcpStream) {
     let mut stream = frame::Stream::new();
     let mut buf = vec![0u8; 65536];
     let mut verdict = Ok(());
+    let mut received = 0;
     loop {
         match conn.read(&mut buf) {
+            Ok(0) if received == 0 => {
+                // Closed without a byte: libtfo's cookie request, no stream.
+                EMPTY.fetch_add(1, Relaxed);
+                return;
+            }
             Ok(0) => break,
             Ok(n) => {
+                received += n;
                 if verdict.is_ok() {
                     verdict = stream.feed(&buf[..n]);
                 }
@@ -227,12 +236,13 @@ fn main() {
     // SAFETY: `signals` is an initialised set and `signal` a valid out pointer.
     unsafe { libc::sigwait(&signals, &mut signal) };
     println!(
-        "tfo-sink: connections={} frames={} bytes={} bad={} duplicates={}",
+        "tfo-sink: connections={} frames={} bytes={} bad={} duplicates={} empty={}",
         CONNECTIONS.load(Relaxed),
         FRAMES.load(Relaxed),
         BYTES.load(Relaxed),
         BAD.load(Relaxed),
-        DUPLICATES.load(Relaxed)
+        DUPLICATES.load(Relaxed),
+        EMPTY.load(Relaxed)
     );
 }
 

@@ -279,7 +279,8 @@ impl Gen {
             let blocking = self.pick(&[
                 "read", "recv", "readv", "read_chk", "recvf=waitall:100", "recvmsgf=none:100", "recvmmsg=none:10", "write=100000",
                 "send=100000", "sendmsg=100000", "connect", "connect_port=7001", "poll=-1", "ppoll=5000", "poll_chk=-1",
-                "epoll_wait=-1", "select=5000", "pselect=5000", "accept", "sendfile=100000",
+                "epoll_wait=-1", "select=5000", "pselect=5000", "accept", "sendfile=100000", "recvf=none:0", "recvf=peek:0",
+                "recvmsgf=none:0", "recvmsgf=peek:0", "selectx=r:fd+pipe:5000", "pselectx=re:pipe+fd:5000", "pollx=fd2+fd:-1",
             ]);
             return vec![alarm, blocking.to_string()];
         }
@@ -353,7 +354,22 @@ impl Gen {
             (2, |_| "epoll_del".into()),
             (8, |g| format!("epoll_wait={}", g.wait_ms())),
             (2, |g| format!("epoll_pwait={}", g.wait_ms())),
+            (6, |g| format!("{}={}:{}:{}", g.pick(&["selectx", "pselectx"]), g.pick(&["-", "r", "w", "e", "rw", "re", "we", "rwe"]), g.slots(), g.wait_ms())),
+            (4, |g| format!("pollx={}:{}", g.slots(), g.wait_ms())),
+            (3, |g| format!("epoll_addx={}:{}", g.pick(&["fd", "fd2", "closed", "pipe"]), g.epoll_flags())),
         ])
+    }
+
+    /// Descriptors for selectx/pollx: the socket, the second number (a dup
+    /// or another socket), a closed number, a pipe (a foreign descriptor).
+    fn slots(&mut self) -> String {
+        let mut slots = vec!["fd"];
+        for _ in 0..self.below(3) {
+            slots.push(self.weighted(&[(3, "fd2"), (3, "closed"), (3, "pipe"), (1, "fd")]));
+        }
+        let at = self.below(slots.len() as u64) as usize;
+        slots.swap(0, at);
+        slots.join("+")
     }
 
     fn query_step(&mut self) -> String {
@@ -389,6 +405,8 @@ impl Gen {
             (3, |g| format!("bind={}", g.pick(ADDRESS_KINDS))),
             (2, |g| g.pick(&["accept", "accept4"]).into()),
             (3, |_| "connect_port=7001".into()),
+            // Disconnect and defer again (the first life's error held).
+            (6, |_| "connect_unspec connect".into()),
         ])
     }
 
@@ -403,6 +421,10 @@ impl Gen {
             (2, |_| "close".into()),
             (1, |g| format!("{} open_file", g.pick(&["close_range", "closefrom", "close"]))),
             (2, |_| "socket".into()),
+            // Two sockets: the first stays as fd2.
+            (3, |_| "dup socket".into()),
+            // dup2 over the other (perhaps registered) number.
+            (2, |_| "dup2over".into()),
             (4, |g| {
                 let child: Vec<String> = (0..1 + g.below(3)).map(|_| g.child_step()).collect();
                 format!("fork={}", child.join(","))

@@ -13,6 +13,7 @@ pub mod shrink;
 
 use crate::{root, side_by_side_titled, Mode, Scenario};
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The trace of `scenario` in `mode` (`Netns::run` sets libtfo's mode and
@@ -90,14 +91,54 @@ impl Divergence {
     }
 }
 
+/// What a batch compares (`tfo-fuzz --mode`), for the whole process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Explicit mode with the emulation (TFO_BACKEND=emulate), and auto
+    /// mode where it owes the kernel's answers: both against the kernel.
+    Explicit,
+    /// Explicit mode as on a kernel before 4.11 (`Mode::OldKernel`): libtfo
+    /// finds the option refused and emulates it; against the kernel.
+    OldKernel,
+    /// Auto mode on sockets that never set the option, against its own
+    /// invariants (`auto_violation`).
+    Auto,
+}
+
+static TARGET: AtomicU8 = AtomicU8::new(0);
+
+pub fn set_target(target: Target) {
+    TARGET.store(target as u8, Ordering::Relaxed);
+}
+
+pub fn target() -> Target {
+    match TARGET.load(Ordering::Relaxed) {
+        1 => Target::OldKernel,
+        2 => Target::Auto,
+        _ => Target::Explicit,
+    }
+}
+
 /// Runs `scenario` natively and under libtfo in explicit mode, then in auto
-/// mode where that owes the kernel's answers too. A difference counts once
-/// a second pair of runs repeats it: the same native trace (deterministic
-/// natively) and the same first difference under libtfo (not a race).
+/// mode where that owes the kernel's answers too (or as `target()` says).
+/// A difference counts once a second pair of runs repeats it: the same
+/// native trace (deterministic natively) and the same first difference
+/// under libtfo (not a race).
 pub fn compare(scenario: &Scenario) -> Outcome {
+    if target() == Target::Auto {
+        return compare_auto(scenario);
+    }
+    if target() == Target::OldKernel && scenario.steps.iter().any(|s| s.starts_with("nocookie=") || s.starts_with("set=fo_nocookie")) {
+        // TCP_FASTOPEN_NO_COOKIE (4.15) is refused there as it must be:
+        // the kernel compared against has it.
+        let mut scenario = scenario.clone();
+        scenario.steps.retain(|s| !s.starts_with("nocookie=") && !s.starts_with("set=fo_nocookie"));
+        return compare(&scenario);
+    }
     let native = trace(scenario, Mode::Native);
-    let auto = auto_owes_kernel_answers(scenario, &native);
-    for mode in [Mode::Shim, Mode::ShimAuto].into_iter().filter(|&m| m == Mode::Shim || auto) {
+    let auto = target() == Target::Explicit && auto_owes_kernel_answers(scenario, &native);
+    let first = if target() == Target::OldKernel { Mode::OldKernel } else { Mode::Shim };
+    for mode in [first, Mode::ShimAuto].into_iter().filter(|&m| m == first || auto) {
         let shim = trace(scenario, mode);
         if native == shim {
             continue;
@@ -112,6 +153,78 @@ pub fn compare(scenario: &Scenario) -> Outcome {
         return Outcome::Differs(Divergence { scenario, signature, native, shim, mode });
     }
     Outcome::Same { auto }
+}
+
+/// Auto mode on sockets of their own (every option step taken out) against
+/// its invariants; a violation counts once a second pair of runs repeats it.
+fn compare_auto(scenario: &Scenario) -> Outcome {
+    let mut scenario = scenario.clone();
+    scenario.steps.retain(|s| !s.starts_with("setopt") && !s.starts_with("set=fo_connect"));
+    let native = trace(&scenario, Mode::Native);
+    let auto = trace(&scenario, Mode::ShimAuto);
+    let Some(signature) = auto_violation(&native, &auto) else { return Outcome::Same { auto: true } };
+    if auto_violation(&trace(&scenario, Mode::Native), &trace(&scenario, Mode::ShimAuto)).as_ref() != Some(&signature) {
+        return Outcome::Flaky;
+    }
+    scenario.name = name(&signature);
+    Outcome::Differs(Divergence { scenario, signature, native, shim: auto, mode: Mode::ShimAuto })
+}
+
+/// Steps that write, their result a count of bytes.
+const WRITES: &[&str] = &[
+    "write", "send", "sendto", "sendmsg", "writev", "send_dontwait", "sendf", "sendtoa", "sendmsga", "sendmsg_noiov", "writev_none",
+    "sendfo", "sendfile", "sendfile64", "splice", "pwritev2", "write0",
+];
+
+/// Steps after which bytes cannot be counted from the trace: results that
+/// count messages, other processes writing, other sockets.
+const UNCOUNTED: &[&str] = &["sendmmsg", "sendmmsg_n", "recvmmsg", "fork", "exec", "spawn", "socket", "dup2over", "swap"];
+
+/// Steps that read the echo.
+const READS: &[&str] = &["read", "recv", "readv", "recv_dontwait", "read_chk", "recv_chk", "recvfrom_chk", "preadv2"];
+
+/// What auto mode promises whatever the program does: a write never says
+/// EINPROGRESS or EALREADY (the program did not ask for Fast Open), no
+/// byte is lost or repeated (never more read than written: the echo
+/// server returns each byte once), it never waits where the kernel's own
+/// socket does not (a connection that was never started), and it never
+/// crashes the program. The first broken promise, as a signature.
+pub fn auto_violation(native: &str, auto: &str) -> Option<String> {
+    let native: Vec<&str> = native.lines().collect();
+    let (mut written, mut read) = (0i64, 0i64);
+    let mut sockets = 0;
+    let mut counted = true;
+    for (i, line) in auto.lines().enumerate() {
+        if line.starts_with("exit:") && !native.iter().any(|l| l.starts_with("exit:")) {
+            return Some(format!("exit@auto | invariant: the program ends {}", hide_numbers(line)));
+        }
+        let (step, rest) = line.trim().split_once(char::is_whitespace).unwrap_or((line.trim(), ""));
+        let (name, _) = step.split_once('=').unwrap_or((step, ""));
+        let (call, _) = split_call(line);
+        let rest = rest.trim();
+        let value = rest.split_whitespace().next().and_then(|v| v.parse::<i64>().ok()).unwrap_or(-1);
+        sockets += (name == "socket") as u32;
+        counted &= !UNCOUNTED.contains(&name) || (name == "socket" && sockets == 1);
+        if WRITES.contains(&name) || name == "sendmmsg" || name == "sendmmsg_n" {
+            // Unless the program asked for it itself (its own MSG_FASTOPEN
+            // on a connecting socket: the kernel says so too).
+            let said = ["EINPROGRESS", "EALREADY"].into_iter().find(|e| rest.contains(e));
+            if let Some(errno) = said.filter(|e| !native.get(i).is_some_and(|l| l.contains(e))) {
+                return Some(format!("{call}@auto | invariant: a write says {errno}"));
+            }
+            written += value.max(0);
+        }
+        if READS.contains(&name) || (name == "recvf" || name == "recvmsgf") && !step.contains("peek") {
+            read += value.max(0);
+            if counted && read > written {
+                return Some(format!("{call}@auto | invariant: more read than written"));
+            }
+        }
+        if rest.starts_with("HANG") && native.get(i).is_some_and(|l| !l.contains("HANG")) {
+            return Some(format!("{call}@auto | invariant: waits where the kernel does not"));
+        }
+    }
+    None
 }
 
 /// `signature`, its call marked "@auto" for an auto-mode divergence (a

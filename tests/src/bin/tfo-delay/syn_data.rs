@@ -18,6 +18,10 @@ pub enum Mode {
     Reset,
     /// The SYN goes on without its payload; options (the cookie) stay.
     Strip,
+    /// Every SYN carrying the Fast Open option vanishes, with or without
+    /// data (a cookie request too): a firewall that drops unknown options.
+    /// The client's plain retransmission passes.
+    DropOption,
 }
 
 impl FromStr for Mode {
@@ -27,7 +31,8 @@ impl FromStr for Mode {
             "drop" => Ok(Mode::Drop),
             "reset" => Ok(Mode::Reset),
             "strip" => Ok(Mode::Strip),
-            _ => Err(format!("--syn-data takes drop, reset or strip, not {s:?}")),
+            "option" => Ok(Mode::DropOption),
+            _ => Err(format!("--syn-data takes drop, reset, strip or option, not {s:?}")),
         }
     }
 }
@@ -38,6 +43,7 @@ impl Mode {
             Mode::Drop => "dropped",
             Mode::Reset => "reset",
             Mode::Strip => "stripped",
+            Mode::DropOption => "dropped (Fast Open option)",
         }
     }
 }
@@ -120,6 +126,31 @@ impl Segment {
     }
 }
 
+/// True when the TCP header's options hold a Fast Open option: kind 34,
+/// or the experimental kind 254 with magic 0xF989 (RFC 7413 §4.1.1).
+fn has_fastopen_option(packet: &[u8], seg: Segment) -> bool {
+    let options = &packet[seg.tcp + 20..seg.tcp + seg.tcp_header_len];
+    let mut at = 0;
+    while at < options.len() {
+        match options[at] {
+            0 => return false,
+            1 => at += 1,
+            kind => {
+                let Some(&len) = options.get(at + 1) else { return false };
+                let len = usize::from(len);
+                if len < 2 || at + len > options.len() {
+                    return false;
+                }
+                if kind == 34 || (kind == 254 && len >= 4 && options[at + 2..at + 4] == [0xf9, 0x89]) {
+                    return true;
+                }
+                at += len;
+            }
+        }
+    }
+    false
+}
+
 /// A SYN with data seen by the relay, for its log line.
 #[derive(Debug, PartialEq, Eq)]
 pub struct SynData {
@@ -148,14 +179,21 @@ pub fn is_syn_with_data(packet: &[u8]) -> bool {
 pub fn apply(mode: Mode, packet: &mut Vec<u8>) -> (Action, Option<SynData>) {
     let Some(seg) = Segment::parse(packet) else { return (Action::Forward, None) };
     // A SYN-ACK with data is the server's business; only the client's SYN counts.
-    if seg.flags(packet) & (SYN | ACK | RST) != SYN || seg.payload_len == 0 {
+    if seg.flags(packet) & (SYN | ACK | RST) != SYN {
+        return (Action::Forward, None);
+    }
+    let concerned = match mode {
+        Mode::DropOption => has_fastopen_option(packet, seg),
+        _ => seg.payload_len > 0,
+    };
+    if !concerned {
         return (Action::Forward, None);
     }
     let (from_ip, to_ip) = seg.addresses(packet);
     let (from_port, to_port) = seg.ports(packet);
     let seen = SynData { from: (from_ip, from_port), to: (to_ip, to_port), payload_len: seg.payload_len };
     let action = match mode {
-        Mode::Drop => Action::Discard,
+        Mode::Drop | Mode::DropOption => Action::Discard,
         Mode::Reset => Action::Reply(reset_for(packet, seg)),
         Mode::Strip => {
             strip(packet, seg);
@@ -356,6 +394,30 @@ mod tests {
         let mut p = syn(false, SYN, b"hello");
         let line = apply(Mode::Drop, &mut p).1.unwrap().to_string();
         assert_eq!(line, "198.18.0.1:40000 > 198.18.0.2:7000, 5 bytes");
+    }
+
+    #[test]
+    fn option_mode_drops_every_syn_with_the_fastopen_option() {
+        for v6 in [false, true] {
+            // A cookie (kind 34) with data, and a bare cookie request.
+            assert_eq!(apply(Mode::DropOption, &mut syn(v6, SYN, b"hello")).0, Action::Discard);
+            assert_eq!(apply(Mode::DropOption, &mut syn(v6, SYN, b"")).0, Action::Discard);
+            // Its plain retransmission, and a SYN-ACK, pass.
+            let mut plain = syn(v6, SYN, b"");
+            let t = Segment::parse(&plain).unwrap().tcp;
+            plain[t + 24] = 1; // the option's kind becomes NOPs
+            plain[t + 25] = 1;
+            for b in &mut plain[t + 26..t + 34] {
+                *b = 1;
+            }
+            assert_eq!(apply(Mode::DropOption, &mut plain), (Action::Forward, None));
+            assert_eq!(apply(Mode::DropOption, &mut syn(v6, SYN | ACK, b"")), (Action::Forward, None));
+        }
+        // The experimental kind 254 with magic F989.
+        let mut exp = syn(false, SYN, b"");
+        let t = Segment::parse(&exp).unwrap().tcp;
+        exp[t + 24..t + 28].copy_from_slice(&[254, 10, 0xf9, 0x89]);
+        assert_eq!(apply(Mode::DropOption, &mut exp).0, Action::Discard);
     }
 
     #[test]
