@@ -25,7 +25,7 @@ MANDIR   = $(PREFIX)/share/man/man1
 MANPAGES = tfo tfo-run tfo-doctor tfo-cookies tfo-stats tfo-failures tfo-forget tfo-probe
 MAN_FILES = $(addprefix target/release/man/,$(addsuffix .1,$(MANPAGES)))
 
-.PHONY: all build packages demo test fuzz reliability bench install uninstall deb clean
+.PHONY: all build packages demo test container-test fuzz reliability bench install uninstall deb clean
 
 all: build
 
@@ -37,12 +37,12 @@ target/examples/%: examples/%.c
 	@mkdir -p target/examples
 	$(CC) $(CFLAGS) -o $@ $<
 
-target/examples/%: bench/%.c
+target/examples/%: bench/%.c bench/preload_env.h
 	@mkdir -p target/examples
 	$(CC) $(CFLAGS) -o $@ $<
 
 # (tfo_badinput passes NULL and invalid pointers on purpose.)
-target/examples/%: tests/programs/%.c tests/programs/frame.h tests/programs/target.h
+target/examples/%: tests/programs/%.c tests/programs/frame.h tests/programs/target.h tests/programs/seccomp.h
 	@mkdir -p target/examples
 	$(CC) $(CFLAGS) -pthread -Wno-nonnull -Wno-stringop-overflow -Wno-stringop-overread -o $@ $<
 
@@ -61,6 +61,12 @@ demo: packages build
 # the others' results).
 test: packages build
 	cargo test --release --workspace --no-fail-fast
+
+# The container recipe for real (tests/container/run, also part of `make
+# test`): mmdebstrap, libtfo's .deb, podman build and run; about 1.5 minutes.
+# Needs root, podman, crun, mmdebstrap and cargo-deb (cargo install --locked cargo-deb).
+container-test: packages build
+	cargo test --release -p tfo-tests --test container
 
 # The reliability suite (tests/tests/reliability.rs) N times bigger than in
 # `make test`: N=10 checks about 200 000 connections (about 10 minutes).

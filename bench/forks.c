@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "preload_env.h"
 
 static double now_us(void)
 {
@@ -65,25 +65,6 @@ static int parent(long forks)
 	return 0;
 }
 
-/* The environment without LD_PRELOAD, plus `preload` unless it is "-". */
-static char **environment(const char *preload)
-{
-	size_t n = 0;
-	while (environ[n])
-		n++;
-	char **env = calloc(n + 2, sizeof(*env));
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
-			env[k++] = environ[i];
-	if (strcmp(preload, "-") != 0) {
-		char *v = malloc(strlen(preload) + 12);
-		sprintf(v, "LD_PRELOAD=%s", preload);
-		env[k++] = v;
-	}
-	env[k] = NULL;
-	return env;
-}
 
 /* Runs one parent under `env`; its report in median, anon, vmas. */
 static int run(char *self, char *forks, char **env, double *median, long *anon, long *vmas)

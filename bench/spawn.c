@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "preload_env.h"
 
 static double now_us(void)
 {
@@ -28,25 +28,6 @@ static double now_us(void)
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-/* The environment without LD_PRELOAD, plus `preload` unless it is "-". */
-static char **environment(const char *preload)
-{
-	size_t n = 0;
-	while (environ[n])
-		n++;
-	char **env = calloc(n + 2, sizeof(*env));
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
-			env[k++] = environ[i];
-	if (strcmp(preload, "-") != 0) {
-		char *v = malloc(strlen(preload) + 12);
-		sprintf(v, "LD_PRELOAD=%s", preload);
-		env[k++] = v;
-	}
-	env[k] = NULL;
-	return env;
-}
 
 int main(int argc, char **argv)
 {

@@ -45,6 +45,8 @@
  *   read_chk recv_chk recvfrom_chk   the fortified variants (_FORTIFY_SOURCE)
  *   epoll_add=FLAGS   epoll_ctl(ADD) with in,out,et,oneshot,rdhup (comma-separated)
  *   epoll_mod=FLAGS   epoll_ctl(MOD)   epoll_del   epoll_wait=MS
+ *   epoll_dup         later epoll_ctl calls go through fcntl(F_DUPFD_CLOEXEC)
+ *                     of the instance, waits through the original (as mio does)
  *   select=MS         select for reading, writing and errors
  *
  * Steps the differential fuzzer (tests/src/bin/tfo-fuzz.rs) adds; NAME is
@@ -123,6 +125,8 @@
 static struct sockaddr_storage target;
 static socklen_t target_len;
 static int fd = -1, fd2 = -1, epfd = -1;
+/* where epoll_ctl goes: epfd, or a dup of it after epoll_dup */
+static int epctl = -1;
 extern char **environ;
 /* The fortified entry points glibc's headers call under _FORTIFY_SOURCE. */
 extern ssize_t __read_chk(int, void *, size_t, size_t);
@@ -1131,14 +1135,19 @@ static void run(const char *step)
 		r = __recv_chk(fd, buf, sizeof(buf), sizeof(buf), 0);
 	} else if (!strcmp(name, "recvfrom_chk")) {
 		r = __recvfrom_chk(fd, buf, sizeof(buf), sizeof(buf), 0, NULL, NULL);
+	} else if (!strcmp(name, "epoll_dup")) {
+		if (epfd < 0)
+			epfd = epctl = epoll_create1(EPOLL_CLOEXEC);
+		epctl = fcntl(epfd, F_DUPFD_CLOEXEC, 0);
+		r = epctl < 0 ? -1 : 0;
 	} else if (!strcmp(name, "epoll_add") || !strcmp(name, "epoll_mod")) {
 		if (epfd < 0)
-			epfd = epoll_create1(EPOLL_CLOEXEC);
+			epfd = epctl = epoll_create1(EPOLL_CLOEXEC);
 		struct epoll_event ev = { .events = epoll_flags(arg), .data.u64 = 42 };
 		errno = EDOM;
-		r = epoll_ctl(epfd, name[6] == 'a' ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+		r = epoll_ctl(epctl, name[6] == 'a' ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
 	} else if (!strcmp(name, "epoll_del")) {
-		r = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+		r = epoll_ctl(epctl, EPOLL_CTL_DEL, fd, NULL);
 	} else if (!strcmp(name, "epoll_wait")) {
 		struct epoll_event evs[4];
 		r = epoll_wait(epfd, evs, 4, (int)n);

@@ -64,7 +64,10 @@ const WATCHED: u32 = 2;
 const OPTION_SET: u32 = 4;
 /// ...and one that listened while libtfo did not track it.
 const LISTENED: u32 = 8;
-const FLAGS: u32 = CANDIDATE | WATCHED | OPTION_SET | LISTENED;
+/// ...and an epoll instance made by `epoll_create` (its dups must share
+/// its recorded registrations).
+const EPOLL: u32 = 16;
+const FLAGS: u32 = CANDIDATE | WATCHED | OPTION_SET | LISTENED | EPOLL;
 
 const CHUNK_LEN: usize = 1024;
 const MAX_CHUNKS: usize = MAX_FDS / CHUNK_LEN;
@@ -189,6 +192,27 @@ pub fn listened(fd: c_int) -> bool {
 #[inline]
 pub fn may_defer(fd: c_int) -> bool {
     NUMBERS.get(fd as usize).is_some_and(|n| n.load(Ordering::Relaxed) & (CANDIDATE | OPTION_SET) != 0)
+}
+
+/// `fd` is an epoll instance the program just made.
+#[inline]
+pub fn note_epoll(fd: c_int) {
+    if let Some(number) = NUMBERS.get(fd as usize) {
+        number.fetch_or(EPOLL, Ordering::Relaxed);
+    }
+}
+
+/// An epoll instance made by `epoll_create` that has no entry yet.
+#[inline]
+pub fn is_epoll(fd: c_int) -> bool {
+    NUMBERS.get(fd as usize).is_some_and(|n| n.load(Ordering::Relaxed) & EPOLL != 0)
+}
+
+/// A dup of `fd` must be followed: a socket that may defer, or an epoll
+/// instance (one load, as `may_defer`).
+#[inline]
+pub fn followed_by_dups(fd: c_int) -> bool {
+    NUMBERS.get(fd as usize).is_some_and(|n| n.load(Ordering::Relaxed) & (CANDIDATE | OPTION_SET | EPOLL) != 0)
 }
 
 /// `fd` connected (or tried to): no longer a candidate.

@@ -15,7 +15,7 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// target/release/libtfo.so, or $TFO_TEST_LIB (a copy a long fuzz run uses
+/// target/release/libtfo.so, or $TFO_TEST_LIB (a copy, also named libtfo.so, a long fuzz run uses
 /// while the library is rebuilt).
 pub fn library() -> PathBuf {
     artifact(std::env::var_os("TFO_TEST_LIB").map_or_else(|| root().join("target/release/libtfo.so"), PathBuf::from))
@@ -23,6 +23,31 @@ pub fn library() -> PathBuf {
 
 pub fn example(name: &str) -> PathBuf {
     artifact(root().join("target/examples").join(name))
+}
+
+/// What one callgrind run counted: the instructions, and the shared
+/// objects it saw code running in (its `ob=` and `cob=` lines).
+pub struct Callgrind {
+    pub instructions: u64,
+    pub objects: String,
+}
+
+/// Runs `program` under callgrind, with the environment `setup` gives it;
+/// `name` tells this run's profile file apart. Fails when valgrind is
+/// missing (a count that could not be taken proves nothing).
+pub fn callgrind(name: &str, program: &Path, setup: impl FnOnce(&mut Command)) -> Callgrind {
+    let out_file = root().join(format!("target/{name}-{}.callgrind", std::process::id()));
+    let mut cmd = Command::new("valgrind");
+    cmd.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}", out_file.display())).arg(program);
+    setup(&mut cmd);
+    let out = cmd.output().unwrap_or_else(|e| panic!("valgrind is needed for this test (Debian: apt install valgrind): {e}"));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "valgrind failed ({}):\n{text}", out.status);
+    let line = text.lines().find(|l| l.contains("Collected")).unwrap_or_else(|| panic!("no instruction count from callgrind:\n{text}"));
+    let profile = std::fs::read_to_string(&out_file).unwrap_or_else(|e| panic!("{}: {e}", out_file.display()));
+    let _ = std::fs::remove_file(&out_file);
+    let objects = profile.lines().filter(|l| l.starts_with("ob=") || l.starts_with("cob=")).collect::<Vec<_>>().join("\n");
+    Callgrind { instructions: line.split_whitespace().last().unwrap().parse().unwrap(), objects }
 }
 
 /// The `tfo` command.

@@ -6,32 +6,14 @@
 //! it) and when libtfo's code did not run in the preloaded process: a
 //! count taken without the library would measure nothing.
 
-use std::path::PathBuf;
-use std::process::Command;
-use tfo_tests::{example, library, root};
+use tfo_tests::{callgrind, example, library, Callgrind};
 
-/// What one callgrind run counted.
-struct Count {
-    instructions: u64,
-    /// Shared objects callgrind saw code running in (its `ob=` lines).
-    objects: String,
-}
-
-fn count(preload: bool) -> Count {
-    let out_file: PathBuf = root().join(format!("target/fastpath-{}-{preload}.callgrind", std::process::id()));
-    let mut cmd = Command::new("valgrind");
-    cmd.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}", out_file.display())).arg(example("fastpath_count"));
-    if preload {
-        cmd.env("LD_PRELOAD", library());
-    }
-    let out = cmd.output().unwrap_or_else(|e| panic!("valgrind is needed for this test (Debian: apt install valgrind): {e}"));
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "valgrind failed ({}):\n{text}", out.status);
-    let line = text.lines().find(|l| l.contains("Collected")).unwrap_or_else(|| panic!("no instruction count from callgrind:\n{text}"));
-    let profile = std::fs::read_to_string(&out_file).unwrap_or_else(|e| panic!("{}: {e}", out_file.display()));
-    let _ = std::fs::remove_file(&out_file);
-    let objects = profile.lines().filter(|l| l.starts_with("ob=") || l.starts_with("cob=")).collect::<Vec<_>>().join("\n");
-    Count { instructions: line.split_whitespace().last().unwrap().parse().unwrap(), objects }
+fn count(preload: bool) -> Callgrind {
+    callgrind(&format!("fastpath-{preload}"), &example("fastpath_count"), |cmd| {
+        if preload {
+            cmd.env("LD_PRELOAD", library());
+        }
+    })
 }
 
 #[test]

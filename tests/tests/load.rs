@@ -4,9 +4,9 @@
 //! and, with no TFO_* variable set, the constructor does not allocate; and
 //! loading it costs hardly more than loading an empty library.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use tfo_tests::{example, library, root};
+use tfo_tests::{callgrind, example, library, Callgrind};
 
 /// The mappings of a `cat /proc/self/maps` run under the preload.
 fn maps_under_preload(vars: &[(&str, &str)]) -> String {
@@ -41,25 +41,17 @@ fn the_constructor_leaves_malloc_untouched_without_tfo_variables() {
     assert!(trace.lines().any(|l| l.starts_with("brk(") && !l.starts_with("brk(NULL)")), "the control saw no allocation:\n{trace}");
 }
 
-/// What callgrind counted for one `/bin/true` run under `preload`: the
-/// instructions, and the shared objects it saw code running in.
-fn start_cost(preload: &Path) -> (u64, String) {
-    let out_file: PathBuf = root().join(format!("target/load-{}-{}.callgrind", std::process::id(), preload.file_name().unwrap().to_string_lossy()));
-    let mut cmd = Command::new("valgrind");
-    cmd.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}", out_file.display())).arg("/bin/true").env("LD_PRELOAD", preload);
-    // The same environment for both runs: no TFO_* variable (a set one
-    // makes the constructor read the configuration).
-    for (name, _) in std::env::vars_os().filter(|(n, _)| n.to_string_lossy().starts_with("TFO_")) {
-        cmd.env_remove(name);
-    }
-    let out = cmd.output().unwrap_or_else(|e| panic!("valgrind is needed for this test (Debian: apt install valgrind): {e}"));
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "valgrind failed ({}):\n{text}", out.status);
-    let line = text.lines().find(|l| l.contains("Collected")).unwrap_or_else(|| panic!("no instruction count from callgrind:\n{text}"));
-    let profile = std::fs::read_to_string(&out_file).unwrap_or_else(|e| panic!("{}: {e}", out_file.display()));
-    let _ = std::fs::remove_file(&out_file);
-    let objects = profile.lines().filter(|l| l.starts_with("ob=") || l.starts_with("cob=")).collect::<Vec<_>>().join("\n");
-    (line.split_whitespace().last().unwrap().parse().unwrap(), objects)
+/// What callgrind counted for one `/bin/true` run under `preload`.
+fn start_cost(preload: &Path) -> Callgrind {
+    let name = format!("load-{}", preload.file_name().unwrap().to_string_lossy());
+    callgrind(&name, Path::new("/bin/true"), |cmd| {
+        cmd.env("LD_PRELOAD", preload);
+        // The same environment for both runs: no TFO_* variable (a set one
+        // makes the constructor read the configuration).
+        for (name, _) in std::env::vars_os().filter(|(n, _)| n.to_string_lossy().starts_with("TFO_")) {
+            cmd.env_remove(name);
+        }
+    })
 }
 
 /// Every process under /etc/ld.so.preload pays this. The loader's work on
@@ -70,8 +62,8 @@ fn start_cost(preload: &Path) -> (u64, String) {
 fn loading_libtfo_costs_at_most_15000_instructions_more_than_an_empty_preload() {
     let empty = example("libempty_preload.so");
     assert!(empty.exists(), "{} is missing: run `make build`", empty.display());
-    let (base, base_objects) = start_cost(&empty);
-    let (tfo, tfo_objects) = start_cost(&library());
+    let Callgrind { instructions: base, objects: base_objects } = start_cost(&empty);
+    let Callgrind { instructions: tfo, objects: tfo_objects } = start_cost(&library());
     // Proof that each preload took: its own code (a constructor) ran.
     assert!(base_objects.contains("/libempty_preload.so"), "the empty preload ran no code; objects seen:\n{base_objects}");
     assert!(tfo_objects.contains("/libtfo.so"), "libtfo.so ran no code under LD_PRELOAD; objects seen:\n{tfo_objects}");

@@ -98,8 +98,9 @@ pub struct RunArgs {
 ///
 /// One line per check: ✓ passed, ✗ failed (followed by the fix), ! works
 /// with a limitation, - skipped. The live self-test runs when tfo may create
-/// a network namespace (root, or unprivileged user namespaces): a Fast Open
-/// echo server and a preloaded client that connects twice. Exit status 0 when
+/// and configure a network namespace (root, or unprivileged user namespaces;
+/// in a container, --privileged): a Fast Open echo server and a preloaded
+/// client that connects twice; elsewhere it is skipped. Exit status 0 when
 /// no check failed, 1 otherwise.
 #[derive(Args)]
 pub struct DoctorArgs {

@@ -350,6 +350,10 @@ fn live_self_test(lib: Option<&Path>) -> Check {
         }
     };
     let facts = serde_json::to_value(&result).expect("plain struct");
+    if let (Some(e), true) = (&result.error, result.not_permitted) {
+        return Check::new(NAME, Status::Skip, format!("live self-test: skipped (not permitted to set up its network namespace here: {e})"), facts)
+            .fix("in a container, run it with --privileged to include the live self-test");
+    }
     if let Some(e) = &result.error {
         return Check::new(NAME, Status::Fail, format!("live self-test: could not set up the namespace: {e}"), facts)
             .fix("run tfo doctor as root");

@@ -29,6 +29,11 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SelfTest {
     pub rounds: Vec<Round>,
     pub error: Option<String>,
+    /// The namespace was made but this process may not configure it (a
+    /// container without privileges: a read-only /proc/sys, no
+    /// CAP_NET_ADMIN): nothing was tested, nothing is wrong with Fast Open.
+    #[serde(default)]
+    pub not_permitted: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -106,8 +111,12 @@ pub fn selftest_netns(lib: &Path, only_enter: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let result = match prepare() {
-        Ok(port) => SelfTest { rounds: rounds(lib, port), error: None },
-        Err(e) => SelfTest { rounds: Vec::new(), error: Some(e.to_string()) },
+        Ok(port) => SelfTest { rounds: rounds(lib, port), error: None, not_permitted: false },
+        Err(e) => SelfTest {
+            rounds: Vec::new(),
+            not_permitted: matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES | libc::EROFS)),
+            error: Some(e.to_string()),
+        },
     };
     println!("{}", serde_json::to_string(&result).expect("plain struct"));
     ExitCode::SUCCESS

@@ -1,9 +1,10 @@
-//! fd lifetime: close forgets the fd, dup copies share the socket's state,
-//! and calls that hand out a new fd give its number a new generation and
-//! drop whatever a stale number carried (it may have been closed behind
-//! libtfo's back: close_range, raw syscalls). `socket()` also marks new TCP
-//! sockets as auto-mode candidates, so `connect()` knows them without a
-//! system call.
+//! fd lifetime: close forgets the fd, dup copies share the socket's (or
+//! the epoll instance's) state, and calls that hand out a new fd give its
+//! number a new generation and drop whatever a stale number carried (it may
+//! have been closed behind libtfo's back: close_range, raw syscalls).
+//! `socket()` also marks new TCP sockets as auto-mode candidates, so
+//! `connect()` knows them without a system call, and `epoll_create` marks
+//! epoll instances, so their dups are followed.
 
 use super::syn;
 use crate::config::{self, Mode};
@@ -35,6 +36,11 @@ fn duplicated(fd: c_int, copy: c_int) -> c_int {
             if let Some(entry) = super::mark(fd) {
                 super::registrations::adopt(fd, entry);
             }
+        } else if fdtable::lookup(fd).is_none() && fdtable::is_epoll(fd) {
+            // An epoll instance: registrations made through one number and
+            // waits through the other (mio's Registry::try_clone) must find
+            // the same recorded registrations, so both share one entry.
+            super::mark(fd);
         }
         // Whatever `copy` was before, the kernel closed it (a held epoll
         // registration moves to a dup left open, as at close()).
@@ -45,6 +51,13 @@ fn duplicated(fd: c_int, copy: c_int) -> c_int {
         fdtable::share(fd, copy);
     }
     copy
+}
+
+/// A new epoll instance: its dups are followed (see `duplicated`).
+fn epoll_instance(fd: c_int) {
+    if fd >= 0 && config::get().mode != Mode::Off {
+        fdtable::note_epoll(fd);
+    }
 }
 
 fn is_dup(cmd: c_int) -> bool {
@@ -138,6 +151,20 @@ export! {
         crate::export::Done(crate::errno::check(fd))
     }
 
+    fn epoll_create(size: c_int) -> c_int {
+        // SAFETY: the caller's arguments.
+        let fd = unsafe { crate::real::epoll_create(size) };
+        epoll_instance(fresh(fd, false));
+        crate::export::Done(crate::errno::check(fd))
+    }
+
+    fn epoll_create1(flags: c_int) -> c_int {
+        // SAFETY: the caller's arguments.
+        let fd = unsafe { crate::real::epoll_create1(flags) };
+        epoll_instance(fresh(fd, false));
+        crate::export::Done(crate::errno::check(fd))
+    }
+
     fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
         // SAFETY: the caller's arguments.
         let new = unsafe { crate::real::accept(fd, addr, len) };
@@ -173,14 +200,14 @@ export_fd! {
     /// fcntl is variadic in C; its third argument is at most pointer-sized
     /// and passed in the same register either way on Linux x86_64/aarch64.
     fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int,
-    if let Some(_dup: ()) = (is_dup(cmd) && (fdtable::lookup(fd).is_some() || fdtable::may_defer(fd))).then_some(()) => {
+    if let Some(_dup: ()) = (is_dup(cmd) && (fdtable::lookup(fd).is_some() || fdtable::followed_by_dups(fd))).then_some(()) => {
         // SAFETY: the caller's arguments.
         let copy = unsafe { crate::real::fcntl(fd, cmd, arg) };
         crate::export::Done(crate::errno::check(duplicated(fd, copy)))
     }
 
     fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int,
-    if let Some(_dup: ()) = (is_dup(cmd) && (fdtable::lookup(fd).is_some() || fdtable::may_defer(fd))).then_some(()) => {
+    if let Some(_dup: ()) = (is_dup(cmd) && (fdtable::lookup(fd).is_some() || fdtable::followed_by_dups(fd))).then_some(()) => {
         // SAFETY: the caller's arguments.
         let copy = unsafe { crate::real::fcntl64(fd, cmd, arg) };
         crate::export::Done(crate::errno::check(duplicated(fd, copy)))

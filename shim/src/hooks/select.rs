@@ -54,7 +54,7 @@ unsafe fn attention_in(n: c_int, sets: [*mut fd_set; 3]) -> Option<&'static Entr
     }
     (0..span).find_map(|fd| {
         // SAFETY: readable for `span` bits (checked above).
-        let asked = sets.iter().any(|&s| unsafe { bit(s, fd) });
+        let asked = sets.iter().any(|&s| unsafe { raw_bit(s, fd) });
         asked.then(|| attention(fd as c_int)).flatten()
     })
 }
@@ -94,26 +94,24 @@ fn select_waits(timeout: *const timeval) -> bool {
     timeout.is_null() || (crate::kernel::readable(timeout.cast(), std::mem::size_of::<timeval>()) && unsafe { (*timeout).tv_sec != 0 || (*timeout).tv_usec != 0 })
 }
 
-/// Bit `fd` of a set (false for a NULL set).
+/// Bit `fd` of a set the caller gave (false for a NULL set).
 ///
 /// # Safety
 /// `set` is null or valid past bit `fd`.
-unsafe fn bit(set: *const fd_set, fd: usize) -> bool {
+unsafe fn raw_bit(set: *const fd_set, fd: usize) -> bool {
     // SAFETY: the caller's contract; a set is an array of longs.
-    !set.is_null() && unsafe { *set.cast::<u64>().add(fd / 64) } & (1 << (fd % 64)) != 0
+    !set.is_null() && bit(unsafe { std::slice::from_raw_parts(set.cast::<u64>(), fd / 64 + 1) }, fd)
 }
 
-/// Sets bit `fd` of a non-null set to `on`.
-///
-/// # Safety
-/// As for `bit`.
-unsafe fn put(set: *mut fd_set, fd: usize, on: bool) {
-    // SAFETY: the caller's contract.
-    let word = unsafe { &mut *set.cast::<u64>().add(fd / 64) };
+fn bit(set: &[u64], fd: usize) -> bool {
+    set[fd / 64] & (1 << (fd % 64)) != 0
+}
+
+fn put(set: &mut [u64], fd: usize, on: bool) {
     if on {
-        *word |= 1 << (fd % 64);
+        set[fd / 64] |= 1 << (fd % 64);
     } else {
-        *word &= !(1 << (fd % 64));
+        set[fd / 64] &= !(1 << (fd % 64));
     }
 }
 
@@ -126,7 +124,7 @@ export_tracked! {
         // SAFETY: as above; the real select gets the same sets (and a zero
         // timeout of its own when it must not wait).
         Done(unsafe {
-            select_tracked(n, [r, w, e], caller_waits, |now| {
+            select_tracked(n, [r, w, e], caller_waits, |[r, w, e], now| {
                 let mut zero = timeval { tv_sec: 0, tv_usec: 0 };
                 crate::real::select(n, r, w, e, if now { &mut zero } else { timeout })
             })
@@ -138,22 +136,31 @@ export_tracked! {
     if let Some(_entry) = unsafe { any_attention(n, [r, w, e], || super::waits_checked(timeout)) } => {
         const NOW: timespec = timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: as for select.
-        Done(unsafe { select_tracked(n, [r, w, e], super::waits(timeout), |now| crate::real::pselect(n, r, w, e, if now { &NOW } else { timeout }, mask)) })
+        Done(unsafe { select_tracked(n, [r, w, e], super::waits(timeout), |[r, w, e], now| crate::real::pselect(n, r, w, e, if now { &NOW } else { timeout }, mask)) })
     }
 }
 
+/// The sets become slices here, the real select getting pointers made
+/// from them again: no raw pointer goes further.
+///
 /// # Safety
 /// select's contract for the sets (checked readable by `any_attention`).
-unsafe fn select_tracked(n: c_int, sets: [*mut fd_set; 3], caller_waits: bool, real_select: impl Fn(bool) -> c_int) -> crate::errno::SysResult<c_int> {
+unsafe fn select_tracked(
+    n: c_int,
+    sets: [*mut fd_set; 3],
+    caller_waits: bool,
+    real_select: impl Fn([*mut fd_set; 3], bool) -> c_int,
+) -> crate::errno::SysResult<c_int> {
     let span = span(n);
+    let words = span.div_ceil(64);
+    // SAFETY: a set given holds `n` bits (select's contract), `span` <= n.
+    let sets = sets.map(|s| (!s.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(s.cast::<u64>(), words) }));
     // The sets as the caller gave them: put back on an error, or when a
     // retried reset starts the wait over.
-    let original = sets.map(|s| {
+    let original = [0, 1, 2].map(|k| {
         let mut copy = Bits::new(span);
-        if !s.is_null() {
-            let words = span.div_ceil(64);
-            // SAFETY: the set holds `span` bits.
-            copy.words()[..words].copy_from_slice(unsafe { std::slice::from_raw_parts(s.cast::<u64>(), words) });
+        if let Some(set) = &sets[k] {
+            copy.words()[..words].copy_from_slice(set);
         }
         copy
     });
@@ -167,35 +174,32 @@ const EX_SET: i16 = libc::POLLPRI;
 
 /// select's sets as readiness slots: slot `fd` is descriptor `fd`; a hidden
 /// one has its bits cleared.
-struct SelectSets<F> {
+struct SelectSets<'a, F> {
     span: usize,
-    /// Read, write, except; each may be NULL.
-    sets: [*mut fd_set; 3],
+    /// Read, write, except, as far as libtfo looks; each may be NULL.
+    sets: [Option<&'a mut [u64]>; 3],
     original: [Bits; 3],
     real_select: F,
 }
 
-impl<F> SelectSets<F> {
-    /// The sets given, with what each reports.
-    fn given(&self) -> impl Iterator<Item = (usize, *mut fd_set, i16)> + '_ {
-        self.sets.iter().zip([IN_SET, OUT_SET, EX_SET]).enumerate().filter(|(_, (s, _))| !s.is_null()).map(|(k, (&s, m))| (k, s, m))
-    }
-}
+/// What a descriptor ready in each set reports, as poll's events.
+const REPORTS: [i16; 3] = [IN_SET, OUT_SET, EX_SET];
+/// What asking for a descriptor in each set asks, as poll's events.
+const ASKS: [i16; 3] = [libc::POLLIN, libc::POLLOUT, libc::POLLPRI];
 
-impl<F: Fn(bool) -> c_int> readiness::Slots for SelectSets<F> {
+impl<F: Fn([*mut fd_set; 3], bool) -> c_int> readiness::Slots for SelectSets<'_, F> {
     fn count(&self) -> usize {
         self.span
     }
 
     fn asked(&self, fd: usize) -> Option<(c_int, i16)> {
-        let events = self.given().filter(|&(k, _, _)| self.original[k].get(fd)).fold(0, |events, (k, _, _)| events | [libc::POLLIN, libc::POLLOUT, libc::POLLPRI][k]);
+        let events = (0..3).filter(|&k| self.sets[k].is_some() && self.original[k].get(fd)).fold(0, |events, k| events | ASKS[k]);
         (events != 0).then_some((fd as c_int, events))
     }
 
     fn hide(&mut self, fd: usize) {
-        for (_, s, _) in self.given() {
-            // SAFETY: a given set holds `span` bits.
-            unsafe { put(s, fd, false) };
+        for set in self.sets.iter_mut().flatten() {
+            put(set, fd, false);
         }
     }
 
@@ -203,27 +207,27 @@ impl<F: Fn(bool) -> c_int> readiness::Slots for SelectSets<F> {
     fn unhide_after(&mut self, _fd: usize) {}
 
     fn give_back(&mut self, fd: usize) {
-        for (k, s, _) in self.given() {
-            // SAFETY: as above.
-            unsafe { put(s, fd, self.original[k].get(fd)) };
+        for (set, original) in self.sets.iter_mut().zip(&self.original) {
+            if let Some(set) = set {
+                put(set, fd, original.get(fd));
+            }
         }
     }
 
     fn real(&mut self, now: bool) -> c_int {
-        (self.real_select)(now)
+        let pointers = self.sets.each_mut().map(|s| s.as_deref_mut().map_or(std::ptr::null_mut(), |s| s.as_mut_ptr().cast::<fd_set>()));
+        (self.real_select)(pointers, now)
     }
 
     fn shows(&self, fd: usize, mask: i16) -> bool {
-        self.given().any(|(k, _, m)| self.original[k].get(fd) && mask & m != 0)
+        (0..3).any(|k| self.sets[k].is_some() && self.original[k].get(fd) && mask & REPORTS[k] != 0)
     }
 
     fn report(&mut self, fd: usize, mask: i16) -> c_int {
         let mut added = 0;
-        for (k, s, m) in self.given() {
-            // SAFETY: as above.
-            if self.original[k].get(fd) && mask & m != 0 && !unsafe { bit(s, fd) } {
-                // SAFETY: as above.
-                unsafe { put(s, fd, true) };
+        for ((set, original), reports) in self.sets.iter_mut().zip(&self.original).zip(REPORTS) {
+            if let Some(set) = set.as_deref_mut().filter(|set| original.get(fd) && mask & reports != 0 && !bit(set, fd)) {
+                put(set, fd, true);
                 added += 1;
             }
         }
@@ -231,19 +235,16 @@ impl<F: Fn(bool) -> c_int> readiness::Slots for SelectSets<F> {
     }
 
     fn clear_real(&mut self) {
-        let words = self.span.div_ceil(64);
-        for (_, s, _) in self.given() {
-            // SAFETY: a given set holds `span` bits.
-            unsafe { std::slice::from_raw_parts_mut(s.cast::<u64>(), words) }.fill(0);
+        for set in self.sets.iter_mut().flatten() {
+            set.fill(0);
         }
     }
 
     fn restore(&mut self) {
-        let words = self.span.div_ceil(64);
-        for k in 0..3 {
-            if !self.sets[k].is_null() {
-                // SAFETY: as above.
-                unsafe { std::slice::from_raw_parts_mut(self.sets[k].cast::<u64>(), words) }.copy_from_slice(&self.original[k].words()[..words]);
+        for (set, original) in self.sets.iter_mut().zip(self.original.iter_mut()) {
+            if let Some(set) = set {
+                let words = set.len();
+                set.copy_from_slice(&original.words()[..words]);
             }
         }
     }
