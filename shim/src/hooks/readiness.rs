@@ -258,6 +258,14 @@ impl Bits {
         }
     }
 
+    pub fn words_ref(&self) -> &[u64] {
+        if self.heap.is_empty() {
+            &self.stack
+        } else {
+            &self.heap
+        }
+    }
+
     fn word(&self, i: usize) -> u64 {
         if self.heap.is_empty() {
             self.stack[i / 64]
