@@ -130,6 +130,10 @@ pub trait Slots {
     fn unhide_after(&mut self, i: usize);
     /// The real wait over the caller's arguments; `now`: without waiting.
     fn real(&mut self, now: bool) -> c_int;
+    /// After a probe that found nothing ready and before the wait that
+    /// follows it: slot `i` (not hidden) is asked again, where the probe
+    /// changed what the caller asked (select clears the bits not ready).
+    fn ask_again(&mut self, _i: usize) {}
     /// Whether slot `i` reporting `mask` counts as ready.
     fn shows(&self, i: usize, mask: i16) -> bool;
     /// Slot `i` reports `mask` too; returns how much it adds to the count.
@@ -196,6 +200,11 @@ fn wait_once(slots: &mut impl Slots, caller_waits: bool) -> (SysResult<c_int>, b
                     kick(fd);
                 }
             }
+            for i in (0..count).filter(|&i| !hidden.get(i)) {
+                if slots.asked(i).is_some() {
+                    slots.ask_again(i);
+                }
+            }
         },
     );
     for i in (0..count).filter(|&i| hidden.get(i)) {
@@ -255,14 +264,6 @@ impl Bits {
             &mut self.stack
         } else {
             &mut self.heap
-        }
-    }
-
-    pub fn words_ref(&self) -> &[u64] {
-        if self.heap.is_empty() {
-            &self.stack
-        } else {
-            &self.heap
         }
     }
 

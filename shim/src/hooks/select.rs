@@ -214,17 +214,15 @@ impl<F: Fn([*mut fd_set; 3], bool) -> c_int> readiness::Slots for SelectSets<'_,
         }
     }
 
-    /// A probe (`now`) that finds nothing ready leaves the sets as they
-    /// were: the kernel clears every bit it found not ready, and the wait
-    /// that follows the probe (after a kick) must still ask for them.
     fn real(&mut self, now: bool) -> c_int {
-        let before = now.then(|| self.snapshot());
         let pointers = self.sets.each_mut().map(|s| s.as_deref_mut().map_or(std::ptr::null_mut(), |s| s.as_mut_ptr().cast::<fd_set>()));
-        let result = (self.real_select)(pointers, now);
-        if let (Some(before), 0) = (before, result) {
-            self.put_back(&before);
-        }
-        result
+        (self.real_select)(pointers, now)
+    }
+
+    /// The probe cleared every bit it found not ready: the wait that
+    /// follows must ask for this descriptor again.
+    fn ask_again(&mut self, fd: usize) {
+        self.give_back(fd);
     }
 
     fn shows(&self, fd: usize, mask: i16) -> bool {
@@ -249,30 +247,10 @@ impl<F: Fn([*mut fd_set; 3], bool) -> c_int> readiness::Slots for SelectSets<'_,
     }
 
     fn restore(&mut self) {
-        let original = std::mem::replace(&mut self.original, [0, 1, 2].map(|_| Bits::new(0)));
-        self.put_back(&original);
-        self.original = original;
-    }
-}
-
-impl<F> SelectSets<'_, F> {
-    /// The sets as they are now.
-    fn snapshot(&self) -> [Bits; 3] {
-        [0, 1, 2].map(|k| {
-            let mut copy = Bits::new(self.span);
-            if let Some(set) = &self.sets[k] {
-                copy.words()[..set.len()].copy_from_slice(set);
-            }
-            copy
-        })
-    }
-
-    /// Puts `saved` (a snapshot, or the caller's sets) back in place.
-    fn put_back(&mut self, saved: &[Bits; 3]) {
-        for (set, saved) in self.sets.iter_mut().zip(saved) {
+        for (set, original) in self.sets.iter_mut().zip(self.original.iter_mut()) {
             if let Some(set) = set {
                 let words = set.len();
-                set.copy_from_slice(&saved.words_ref()[..words]);
+                set.copy_from_slice(&original.words()[..words]);
             }
         }
     }
